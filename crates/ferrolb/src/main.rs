@@ -1,1 +1,49 @@
-fn main() {}
+//! `ferrolb`: the one binary. Each subcommand is a module of `commands`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod commands;
+mod embedded;
+
+/// A MetalLB-compatible load balancer for bare-metal Kubernetes and standalone hosts.
+#[derive(Parser)]
+#[command(name = "ferrolb", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions of the metallb.io resources, as YAML.
+    Crds,
+    /// Validate a directory of manifests; print one line per problem.
+    Check(commands::check::Args),
+    /// Show which address each LoadBalancer Service of a manifest directory gets.
+    Allocate(commands::allocate::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::Crds => commands::crds::run(&mut out),
+        Command::Check(args) => commands::check::run(&args, &mut out),
+        Command::Allocate(args) => commands::allocate::run(&args, &mut out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferrolb: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

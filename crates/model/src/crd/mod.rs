@@ -34,11 +34,12 @@ pub const GROUP: &str = "metallb.io";
 /// Every CRD ferrolb reads or writes, in a stable order (by plural name). `BGPPeer` carries
 /// both versions, `v1beta2` stored.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    let peers = kube::core::crd::merge_crds(
+    let mut peers = kube::core::crd::merge_crds(
         vec![peer::v1beta1::BGPPeer::crd(), peer::v1beta2::BGPPeer::crd()],
         "v1beta2",
     )
     .expect("both BGPPeer versions derive CRDs of one kind and group");
+    peers.spec.versions.sort_by(|a, b| a.name.cmp(&b.name));
     let mut crds = vec![
         BFDProfile::crd(),
         BGPAdvertisement::crd(),
@@ -52,4 +53,15 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     ];
     crds.sort_by(|a, b| a.spec.names.plural.cmp(&b.spec.names.plural));
     crds
+}
+
+/// Every CRD of [`all_crds`] as one multi-document YAML stream, as checked in under
+/// `deploy/crds/`.
+pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in all_crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
 }
