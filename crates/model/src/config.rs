@@ -234,8 +234,8 @@ pub enum BgpCommunity {
 /// Why a text is not a [`BgpCommunity`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommunityParseError {
-    /// The text has the shape of a community (two parts, or four starting with
-    /// `large`) but a part is not a number in range; the text says which.
+    /// The text has the shape of a community (two parts, or starting with `large:`) but
+    /// a part is missing or is not a number in range; the text says which.
     InvalidValue(String),
     /// The text has neither shape (so it may be the name of an alias).
     NotACommunity,
@@ -285,6 +285,10 @@ impl FromStr for BgpCommunity {
                 };
                 Ok(BgpCommunity::Large(part(a)?, part(b)?, part(c)?))
             }
+            [marker, ..] if *marker == "large" => Err(CommunityParseError::InvalidValue(format!(
+                "a large community has three numbers after the marker (large:a:b:c), but {s:?} has {}",
+                parts.len() - 1
+            ))),
             _ => Err(CommunityParseError::NotACommunity),
         }
     }

@@ -14,7 +14,10 @@ pub mod selector;
 mod snapshot;
 pub mod validate;
 
-pub use config::{Config, Pool, PoolAllocation};
+pub use config::{
+    BfdProfile, BgpAdvertisement, BgpCommunity, CommunityParseError, Config, L2Advertisement,
+    Password, Peer, PeerAsn, Pool, PoolAllocation, PreferredNodes,
+};
 pub use problem::Problem;
 pub use selector::Selector;
 pub use snapshot::Snapshot;

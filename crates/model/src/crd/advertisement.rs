@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Desired state of an [`L2Advertisement`].
+/// Desired state of an L2Advertisement.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -55,7 +55,7 @@ pub struct PreferredNodeSelector {
     pub preference: LabelSelector,
 }
 
-/// Desired state of a [`BGPAdvertisement`].
+/// Desired state of a BGPAdvertisement.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",

@@ -35,7 +35,7 @@ pub mod v1beta2 {
     use super::*;
     use kube::CustomResource;
 
-    /// Desired state of a [`BGPPeer`].
+    /// Desired state of a BGPPeer.
     #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
     #[kube(
         group = "metallb.io",
@@ -139,7 +139,7 @@ pub mod v1beta1 {
     use super::*;
     use kube::CustomResource;
 
-    /// Desired state of a v1beta1 [`BGPPeer`].
+    /// Desired state of a v1beta1 BGPPeer.
     #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
     #[kube(
         group = "metallb.io",

@@ -9,7 +9,7 @@ fn default_true() -> bool {
     true
 }
 
-/// Desired state of an [`IPAddressPool`].
+/// Desired state of an IPAddressPool.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -49,7 +49,7 @@ pub struct IPAddressPoolSpec {
     pub service_allocation: Option<ServiceAllocation>,
 }
 
-/// Restricts an [`IPAddressPool`] to some Services and sets its priority among the pools
+/// Restricts an IPAddressPool to some Services and sets its priority among the pools
 /// that match them.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -69,7 +69,7 @@ pub struct ServiceAllocation {
     pub service_selectors: Vec<LabelSelector>,
 }
 
-/// Observed state of an [`IPAddressPool`]: how many addresses are in use and free.
+/// Observed state of an IPAddressPool: how many addresses are in use and free.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct IPAddressPoolStatus {
     /// IPv4 addresses of the pool assigned to Services.

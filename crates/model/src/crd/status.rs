@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 )]
 pub struct ServiceL2StatusSpec {}
 
-/// Observed state of a [`ServiceL2Status`].
+/// Observed state of a ServiceL2Status.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetalLBServiceL2Status {
@@ -83,7 +83,7 @@ pub struct InterfaceInfo {
 )]
 pub struct ServiceBGPStatusSpec {}
 
-/// Observed state of a [`ServiceBGPStatus`].
+/// Observed state of a ServiceBGPStatus.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetalLBServiceBGPStatus {
@@ -121,7 +121,7 @@ pub struct MetalLBServiceBGPStatus {
 )]
 pub struct ConfigurationStateSpec {}
 
-/// Observed state of a [`ConfigurationState`].
+/// Observed state of a ConfigurationState.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationStateStatus {

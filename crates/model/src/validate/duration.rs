@@ -29,7 +29,9 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is not a duration: it is empty"));
     }
     let bad = |why: &str| {
-        format!("{text:?} is not a duration: {why} (write for example \"90s\", \"1m30s\" or \"500ms\")")
+        format!(
+            "{text:?} is not a duration: {why} (write for example \"90s\", \"1m30s\" or \"500ms\")"
+        )
     };
     let mut total: u128 = 0;
     while !s.is_empty() {
@@ -134,8 +136,22 @@ mod tests {
     #[test]
     fn rejects_what_go_rejects() {
         for text in [
-            "", "s", "5", "1x", "1.5", ".s", "-", "+", "1s5", "1 s", " 1s", "1sec", "1..5s",
-            "3000000h", "9223372036854775808ns", "1e3s",
+            "",
+            "s",
+            "5",
+            "1x",
+            "1.5",
+            ".s",
+            "-",
+            "+",
+            "1s5",
+            "1 s",
+            " 1s",
+            "1sec",
+            "1..5s",
+            "3000000h",
+            "9223372036854775808ns",
+            "1e3s",
         ] {
             assert!(parse_go_duration(text).is_err(), "{text:?} accepted");
         }
