@@ -31,6 +31,7 @@ pub fn parse_pool_address(entry: &str) -> Result<Vec<IpNet>, String> {
     let end = ip(end_text, "end");
     let (start, end) = match (start, end) {
         (Ok(s), Ok(e)) => (s, e),
+        (Err(_), Err(_)) => return Err(neither(entry)),
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     if start.is_ipv4() != end.is_ipv4() {
@@ -55,9 +56,7 @@ fn parse_cidr(entry: &str) -> Result<IpNet, String> {
         ));
     }
     let Some((addr, len)) = entry.split_once('/') else {
-        return Err(format!(
-            "{entry:?} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)"
-        ));
+        return Err(neither(entry));
     };
     let Ok(addr) = addr.parse::<IpAddr>() else {
         return Err(format!(
@@ -75,6 +74,10 @@ fn parse_cidr(entry: &str) -> Result<IpNet, String> {
     IpNet::new(addr, len)
         .map(|n| n.trunc())
         .map_err(|_| format!("{entry:?} is not a valid CIDR"))
+}
+
+fn neither(entry: &str) -> String {
+    format!("{entry:?} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)")
 }
 
 /// The fewest CIDRs covering exactly the inclusive range `start..=end`, in ascending
