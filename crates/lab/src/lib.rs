@@ -487,3 +487,35 @@ fn join<S: AsRef<OsStr>>(argv: &[S]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Runs `f` on a new thread that has entered the network namespace `netns` (a name under
+/// /run/netns), and returns its result. Sockets `f` opens live in that namespace, so a
+/// test can drive in-process code as if it ran on a lab host.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LabError> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{netns}");
+    let file = std::fs::File::open(&path).map_err(|source| LabError::Spawn {
+        command: format!("open {path}"),
+        source,
+    })?;
+    let handle = std::thread::spawn(move || {
+        // SAFETY: setns on a valid, open namespace file descriptor affects only this
+        // thread; the descriptor outlives the call.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(f())
+    });
+    match handle.join() {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(LabError::Spawn {
+            command: format!("setns {path}"),
+            source,
+        }),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}

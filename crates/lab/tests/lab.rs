@@ -62,3 +62,22 @@ fn hosts_links_partitions_and_cleanup() {
         "dropped lab leaves nothing"
     );
 }
+
+#[test]
+fn code_runs_inside_a_namespace() {
+    if !available() {
+        return;
+    }
+    let mut lab = Lab::new("labn").unwrap();
+    let h = lab.add_host("h", 21).unwrap();
+    // Binding the host's own address only works inside its namespace.
+    let addr = std::net::SocketAddr::from((h.ipv4, 0));
+    let bound =
+        ferrolb_lab::in_netns(&h.netns, move || std::net::UdpSocket::bind(addr).is_ok()).unwrap();
+    assert!(bound, "bind inside the namespace");
+    assert!(
+        std::net::UdpSocket::bind(addr).is_err(),
+        "the test's own namespace lacks the address"
+    );
+    drop(lab);
+}
