@@ -383,7 +383,18 @@ impl Lab {
         Ok(())
     }
 
-    /// Removes every partition rule.
+    /// Drops `percent` % of the frames leaving `host` (toward the bridge), at random. This
+    /// kernel has no `netem` qdisc, so the loss is made by an nftables rule on the bridge.
+    /// [`Lab::heal`] removes it.
+    pub fn loss(&self, host: &str, percent: u8) -> Result<(), LabError> {
+        let port = &self.hosts[host].port;
+        let percent = percent.min(100);
+        self.hub_nft(&format!(
+            "add rule bridge fl filter iifname {port} numgen random mod 100 < {percent} drop"
+        ))
+    }
+
+    /// Removes every partition and loss rule.
     pub fn heal(&self) -> Result<(), LabError> {
         self.hub_exec(&["nft", "flush", "table", "bridge", "fl"])
     }

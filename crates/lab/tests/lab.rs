@@ -49,6 +49,11 @@ fn hosts_links_partitions_and_cleanup() {
         lab.heal().unwrap();
         assert!(ping(&lab, "b", &a.ipv4.to_string()), "healed");
 
+        lab.loss("a", 100).unwrap();
+        assert!(!ping(&lab, "a", &b.ipv4.to_string()), "100 % loss");
+        lab.heal().unwrap();
+        assert!(ping(&lab, "a", &b.ipv4.to_string()), "loss removed");
+
         let pid = lab.spawn("a", &["sleep", "30"], None).unwrap();
         assert!(lab.signal(pid, "TERM").is_ok());
         assert!(lab.wait(pid, std::time::Duration::from_secs(5)).is_ok());

@@ -313,12 +313,15 @@ spec:
         "
 kind: L2Advertisement
 metadata: {name: l2}
+spec: {}
 ---
 kind: L2Advertisement
 metadata: {name: l2}
+spec: {}
 ---
 kind: L2Advertisement
 metadata: {name: ''}
+spec: {}
 ",
         &[
             ("L2Advertisement/l2: metadata.name", "duplicate name"),
@@ -675,7 +678,7 @@ spec: {myASN: 1, peerASN: 2, peerAddress: 198.51.100.5, holdTime: 0s, keepaliveT
 ---
 kind: BGPPeer
 metadata: {name: unparsable}
-spec: {myASN: 1, peerASN: 2, peerAddress: 198.51.100.6, holdTime: 90, keepaliveTime: '-5s', connectTime: soon}
+spec: {myASN: 1, peerASN: 2, peerAddress: 198.51.100.6, holdTime: '90', keepaliveTime: '-5s', connectTime: soon}
 ",
         &[
             ("BGPPeer/short: spec.holdTime", "\"2s\" is too short: use 0 (no keepalives) or at least 3s"),
@@ -817,6 +820,7 @@ spec: {myASN: 1, peerASN: 2, peerAddress: 198.51.100.7, passwordSecret: {name: e
         "
 kind: BFDProfile
 metadata: {name: there}
+spec: {}
 ---
 kind: BGPPeer
 metadata: {name: a}
@@ -879,6 +883,7 @@ spec: {echoMode: true}
 ---
 kind: BFDProfile
 metadata: {name: plain}
+spec: {}
 ---
 kind: IPAddressPool
 metadata: {name: v6}
@@ -927,6 +932,7 @@ spec: {communities: [{name: a, value: '1:3'}, {name: b, value: 'no'}, {name: c, 
 ---
 kind: Community
 metadata: {}
+spec: {}
 ",
         &[
             ("Community/one: spec.communities[1].name", "missing alias name"),
@@ -988,9 +994,11 @@ spec: {myASN: 1, peerASN: 2, peerAddress: 198.51.100.2}
 ---
 kind: Community
 metadata: {name: x}
+spec: {}
 ---
 kind: Community
 metadata: {name: x}
+spec: {}
 ---
 kind: IPAddressPool
 metadata: {name: x}
@@ -1070,6 +1078,7 @@ spec: {myASN: 0}
     assert_eq!(fields, want, "indices in numeric order");
     assert!(got[0].starts_with("BGPPeer/p: "), "{got:#?}");
     // Reversing the documents changes nothing but (here) no overlap report.
-    let reversed: Vec<&str> = yaml.split("---").rev().collect();
+    let mut reversed: Vec<&str> = yaml.split("---").collect();
+    reversed.reverse();
     assert_eq!(problems(&reversed.join("---")), got);
 }
