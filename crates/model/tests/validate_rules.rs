@@ -535,7 +535,7 @@ spec: {aggregationLength: 24, serviceSelectors: [{matchLabels: {app: x}}]}
 ---
 kind: BGPAdvertisement
 metadata: {name: b}
-spec: {aggregationLength: 32, aggregationLengthV6: 128, serviceSelectors: [{matchLabels: {app: y}}]}
+spec: {aggregationLength: 32, aggregationLengthV6: 128, serviceSelectors: [{matchLabels: {app: 'y'}}]}
 ",
         &[("BGPAdvertisement/a: spec.serviceSelectors", "only with the default aggregation lengths")],
     ),
@@ -1058,7 +1058,7 @@ fn problems_are_sorted_and_the_same_whatever_the_order_of_objects() {
     let yaml = "
 kind: IPAddressPool
 metadata: {name: b}
-spec: {addresses: [x, y, z, w, v, u, t, s, r, q, p]}
+spec: {addresses: [x, 'y', z, w, v, u, t, s, r, q, p]}
 ---
 kind: IPAddressPool
 metadata: {name: a}

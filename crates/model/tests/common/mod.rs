@@ -6,7 +6,7 @@ use ferrolb_model::Snapshot;
 use serde::de::DeserializeOwned;
 
 fn typed<T: DeserializeOwned>(doc: serde_json::Value) -> T {
-    serde_json::from_value(doc).unwrap_or_else(|e| panic!("bad test object: {e}"))
+    serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("bad test object: {e}\n{doc}"))
 }
 
 /// A snapshot of the objects of `yaml` (documents separated by `---` lines), by kind.
