@@ -388,10 +388,14 @@ impl Lab {
     /// [`Lab::heal`] removes it.
     pub fn loss(&self, host: &str, percent: u8) -> Result<(), LabError> {
         let port = &self.hosts[host].port;
-        let percent = percent.min(100);
-        self.hub_nft(&format!(
-            "add rule bridge fl filter iifname {port} numgen random mod 100 < {percent} drop"
-        ))
+        match percent {
+            0 => Ok(()),
+            // `numgen random mod 100` yields 0-99: "< 100" is out of nft's range.
+            100.. => self.hub_nft(&format!("add rule bridge fl filter iifname {port} drop")),
+            p => self.hub_nft(&format!(
+                "add rule bridge fl filter iifname {port} numgen random mod 100 < {p} drop"
+            )),
+        }
     }
 
     /// Removes every partition and loss rule.
