@@ -24,9 +24,7 @@ pub enum AllocationError {
     UnknownPool(String),
     /// The pool's `serviceAllocation` does not select this Service (by namespace or by
     /// Service labels).
-    #[error(
-        "pool \"{0}\" is reserved by its serviceAllocation for other namespaces or services"
-    )]
+    #[error("pool \"{0}\" is reserved by its serviceAllocation for other namespaces or services")]
     PoolNotAllowed(String),
     /// The pool asked for has no address of a family the Service needs.
     #[error("pool \"{pool}\" has no {family} addresses")]

@@ -1,25 +1,64 @@
-//! ferrolb's IP allocator (work in progress: API stub).
+//! ferrolb's IP allocator: which addresses each LoadBalancer Service gets, as a pure,
+//! deterministic function of the configuration, the Services and the addresses they
+//! already hold. It follows MetalLB's rules (see `docs/` and the tests), made
+//! deterministic where MetalLB depends on map order.
+//!
+//! Two entry points:
+//! - [`allocate`]: one whole run over a [`Snapshot`] (the standalone runtime, `ferrolb
+//!   allocate`, tests).
+//! - [`Allocator`]: the incremental engine a controller keeps between events
+//!   ([`Allocator::assign`], [`Allocator::release`], queries and pool usage);
+//!   [`allocate`] is a thin driver over it.
+//!
+//! No I/O, no clock, no randomness. Memory is proportional to the addresses in use,
+//! never to the size of the pools.
+
 #![warn(missing_docs)]
 
+mod engine;
+mod error;
+mod request;
+mod space;
+
+pub use engine::{Allocator, Assignment, PoolUsage};
+pub use error::{AllocationError, EVENT_REASON, SharingConflict};
+pub use request::{Backend, Family, FamilyPolicy, Port, Request, Sharing, is_ours, status_ips};
+
 use ferrolb_model::{Config, Snapshot};
-use std::collections::BTreeMap;
+use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
 /// Options of an allocation run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// The loadBalancerClass handled; `None` handles only Services without a class.
+    /// The `loadBalancerClass` handled; `None` handles only Services without a class.
     pub lb_class: Option<String>,
 }
 
-/// A Service's namespace and name.
+/// A Service's namespace and name. Displays as `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
-    /// Namespace.
+    /// The namespace.
     pub namespace: String,
-    /// Name.
+    /// The name.
     pub name: String,
+}
+
+impl ServiceKey {
+    /// The key of a Service object (namespace `default` when it has none).
+    pub fn of(service: &Service) -> ServiceKey {
+        let meta = &service.metadata;
+        ServiceKey {
+            namespace: meta
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
 }
 
 impl fmt::Display for ServiceKey {
@@ -28,42 +67,191 @@ impl fmt::Display for ServiceKey {
     }
 }
 
-/// Why a Service got no addresses.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AllocationError {
-    /// No pool has a free address for the Service.
-    #[error("no available IPs")]
-    NoAvailableIps,
-}
-
 /// The allocation of one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceResult {
     /// The Service.
     pub service: ServiceKey,
-    /// Its addresses.
+    /// Its addresses, in the Service's family order; empty on error.
     pub ips: Vec<IpAddr>,
-    /// The pool they come from.
+    /// The pool they come from; `None` on error.
     pub pool: Option<String>,
-    /// Why it has none.
+    /// Why the Service has no address.
     pub error: Option<AllocationError>,
-    /// Warnings.
+    /// Things the user should fix that did not stop the allocation (deprecated fields
+    /// and annotations, ignored values, status addresses that could not be kept).
     pub warnings: Vec<String>,
 }
 
 /// The result of [`allocate`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// One result per Service that is ours.
+    /// One result for every Service that is ours, in namespace/name order.
     pub results: Vec<ServiceResult>,
 }
 
-/// Allocates addresses (stub).
+impl Outcome {
+    /// The addresses of every Service that has some: what to pass as `previous` to the
+    /// next [`allocate`].
+    pub fn assignments(&self) -> BTreeMap<ServiceKey, Vec<IpAddr>> {
+        self.results
+            .iter()
+            .filter(|r| !r.ips.is_empty())
+            .map(|r| (r.service.clone(), r.ips.clone()))
+            .collect()
+    }
+}
+
+/// One Service of the run.
+struct Entry<'a> {
+    service: &'a Service,
+    key: ServiceKey,
+    request: Result<Request, AllocationError>,
+    warnings: Vec<String>,
+    status: Vec<IpAddr>,
+    kept: bool,
+    result: Option<Result<Assignment, AllocationError>>,
+}
+
+/// Allocates addresses to every Service of the snapshot that is ours (see [`is_ours`]).
+///
+/// Services that already hold addresses — in `previous` (what the last run gave them),
+/// else in `status.loadBalancer.ingress` — keep them while they are still valid for
+/// the Service, and are placed first; then PreferDualStack Services holding one family
+/// get the other when their pool has one; then every other Service gets new addresses.
+/// Within each step Services go by `metadata.creationTimestamp` (missing ones last), then
+/// namespace and name. So adding or removing a Service never moves another one's
+/// addresses, and allocating again from the result (`outcome.assignments()` as
+/// `previous`) gives the same result.
 pub fn allocate(
-    _config: &Config,
-    _snapshot: &Snapshot,
-    _options: &Options,
-    _previous: &BTreeMap<ServiceKey, Vec<IpAddr>>,
+    config: &Config,
+    snapshot: &Snapshot,
+    options: &Options,
+    previous: &BTreeMap<ServiceKey, Vec<IpAddr>>,
 ) -> Outcome {
-    Outcome::default()
+    let namespace_labels: HashMap<&str, &BTreeMap<String, String>> = snapshot
+        .namespaces
+        .iter()
+        .filter_map(|ns| {
+            static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+            let name = ns.metadata.name.as_deref()?;
+            Some((name, ns.metadata.labels.as_ref().unwrap_or(&EMPTY)))
+        })
+        .collect();
+
+    let mut seen = HashSet::new();
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    for service in &snapshot.services {
+        if !is_ours(service, options) {
+            continue;
+        }
+        let key = ServiceKey::of(service);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let labels = namespace_labels.get(key.namespace.as_str()).copied();
+        let (request, mut warnings) = Request::from_service(service, labels);
+        let (status, status_warnings) = status_ips(service);
+        warnings.extend(status_warnings);
+        entries.push(Entry {
+            service,
+            key,
+            request,
+            warnings,
+            status,
+            kept: false,
+            result: None,
+        });
+    }
+
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ts = |e: &Entry<'_>| e.service.metadata.creation_timestamp.clone();
+        let (ta, tb) = (ts(&entries[a]), ts(&entries[b]));
+        (ta.is_none(), ta, &entries[a].key).cmp(&(tb.is_none(), tb, &entries[b].key))
+    });
+
+    let mut allocator = Allocator::new(config);
+
+    // 1. Services holding addresses keep them while they are valid: first what the last
+    //    run gave them, else what their status says.
+    for &i in &order {
+        let entry = &mut entries[i];
+        let Ok(request) = &entry.request else {
+            continue;
+        };
+        let status_check =
+            (!entry.status.is_empty()).then(|| allocator.check_keep(request, &entry.status));
+        if let Some(Err(e)) = &status_check {
+            entry.warnings.push(format!(
+                "status IP(s) {} cannot be kept: {}",
+                error::ip_list(&entry.status),
+                reason_for_warning(e)
+            ));
+        }
+        let status = matches!(status_check, Some(Ok(()))).then_some(&entry.status);
+        for ips in previous.get(&entry.key).into_iter().chain(status) {
+            if ips.is_empty() {
+                continue;
+            }
+            if let Ok(assignment) = allocator.keep(request, ips) {
+                entry.kept = true;
+                entry.result = Some(Ok(assignment));
+                break;
+            }
+        }
+    }
+
+    // 2. PreferDualStack Services holding one family try to get the other.
+    for &i in &order {
+        let entry = &mut entries[i];
+        if let (true, Ok(request)) = (entry.kept, &entry.request)
+            && allocator.complete_dual_stack(request).is_some()
+        {
+            entry.result = allocator.assignment(&entry.key).cloned().map(Ok);
+        }
+    }
+
+    // 3. Everyone else gets new addresses.
+    for &i in &order {
+        let entry = &mut entries[i];
+        if entry.kept {
+            continue;
+        }
+        entry.result = Some(match &entry.request {
+            Ok(request) => allocator.assign(request),
+            Err(e) => Err(e.clone()),
+        });
+    }
+
+    let mut results: Vec<ServiceResult> = entries
+        .into_iter()
+        .map(|entry| {
+            let (ips, pool, error) = match entry.result {
+                Some(Ok(a)) => (a.ips, Some(a.pool), None),
+                Some(Err(e)) => (Vec::new(), None, Some(e)),
+                None => (Vec::new(), None, Some(AllocationError::NoAvailableIps)),
+            };
+            ServiceResult {
+                service: entry.key,
+                ips,
+                pool,
+                error,
+                warnings: entry.warnings,
+            }
+        })
+        .collect();
+    results.sort_by(|a, b| a.service.cmp(&b.service));
+    Outcome { results }
+}
+
+/// The reason of an error, for a warning that must not depend on which other Services
+/// share an address (so that allocating again gives the same warnings).
+fn reason_for_warning(e: &AllocationError) -> String {
+    match e {
+        AllocationError::IpInUse { ip, .. } => {
+            format!("IP {ip} is in use by another service and cannot be shared")
+        }
+        other => other.to_string(),
+    }
 }

@@ -1,5 +1,5 @@
 //! The validated configuration: what the metallb.io resources of a [`crate::Snapshot`] mean,
-//! once every rule has been checked. Produced by [`crate::validate`]; consumed by the
+//! once every rule has been checked. Produced by [`crate::validate()`]; consumed by the
 //! allocator, the election and the announcers.
 
 use crate::crd::DynamicAsn;

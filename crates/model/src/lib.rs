@@ -1,7 +1,7 @@
 //! ferrolb's resource model: the `metallb.io` custom resources, the [`Snapshot`] of the
 //! world both sources produce, and validation into a [`Config`].
 //!
-//! Data flows Source → [`Snapshot`] → [`validate`] → [`Config`] → allocation → election →
+//! Data flows Source → [`Snapshot`] → [`validate()`] → [`Config`] → allocation → election →
 //! announcers; this crate holds the first three.
 
 #![warn(missing_docs)]

@@ -10,7 +10,10 @@ const CHECKED_IN: &str = include_str!("../../../deploy/crds/metallb.io.yaml");
 fn checked_in_crds_are_current() {
     let now = crds_yaml().expect("CRDs serialize");
     if std::env::var_os("FERROLB_BLESS").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds/metallb.io.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/crds/metallb.io.yaml"
+        );
         std::fs::write(path, &now).expect("write deploy/crds/metallb.io.yaml");
         return;
     }
@@ -23,7 +26,10 @@ fn checked_in_crds_are_current() {
 #[test]
 fn every_kind_is_there_with_metallb_names() {
     let crds = all_crds();
-    let names: Vec<String> = crds.iter().map(|c| c.metadata.name.clone().unwrap_or_default()).collect();
+    let names: Vec<String> = crds
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
         names,
         [
@@ -38,14 +44,20 @@ fn every_kind_is_there_with_metallb_names() {
             "servicel2statuses.metallb.io",
         ]
     );
-    let peers = crds.iter().find(|c| c.spec.names.kind == "BGPPeer").unwrap();
+    let peers = crds
+        .iter()
+        .find(|c| c.spec.names.kind == "BGPPeer")
+        .unwrap();
     let versions: Vec<(&str, bool, bool)> = peers
         .spec
         .versions
         .iter()
         .map(|v| (v.name.as_str(), v.served, v.storage))
         .collect();
-    assert_eq!(versions, [("v1beta1", true, false), ("v1beta2", true, true)]);
+    assert_eq!(
+        versions,
+        [("v1beta1", true, false), ("v1beta2", true, true)]
+    );
     for crd in &crds {
         assert_eq!(crd.spec.scope, "Namespaced", "{:?}", crd.metadata.name);
         assert_eq!(crd.spec.group, "metallb.io");
@@ -75,6 +87,9 @@ fn schema_keeps_metallb_field_names_and_defaults() {
         "errorSummary",
         "serviceNamespace",
     ] {
-        assert!(yaml.contains(&format!("{field}:")), "field {field} missing from the CRDs");
+        assert!(
+            yaml.contains(&format!("{field}:")),
+            "field {field} missing from the CRDs"
+        );
     }
 }

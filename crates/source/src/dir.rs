@@ -39,10 +39,8 @@ pub struct Loaded {
     pub skipped: usize,
 }
 
-/// Reads every `*.yaml` and `*.yml` file under `dir`, recursively, in path order. Entries
-/// whose name starts with `.` are ignored (so a mounted ConfigMap's `..data` copies are
-/// not read twice). Symbolic links to files are followed; links to directories are not.
-pub fn load_dir(dir: &Path) -> Result<Loaded, SourceError> {
+/// The manifest files under `dir`, in path order (the files [`load_dir`] reads).
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io { path: dir.into(), source })?;
     if !meta.is_dir() {
         return Err(SourceError::NotADirectory(dir.into()));
@@ -50,6 +48,14 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, SourceError> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
+    Ok(files)
+}
+
+/// Reads every `*.yaml` and `*.yml` file under `dir`, recursively, in path order. Entries
+/// whose name starts with `.` are ignored (so a mounted ConfigMap's `..data` copies are
+/// not read twice). Symbolic links to files are followed; links to directories are not.
+pub fn load_dir(dir: &Path) -> Result<Loaded, SourceError> {
+    let files = manifest_files(dir)?;
     let mut texts = Vec::with_capacity(files.len());
     for path in files {
         let bytes = std::fs::read(&path).map_err(|source| SourceError::Io { path: path.clone(), source })?;

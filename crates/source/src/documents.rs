@@ -19,9 +19,8 @@ pub fn split_documents(stream: &str) -> Vec<Document<'_>> {
     let mut start = 0usize; // byte offset of the current document's text
     let mut start_line = 1usize;
     let mut offset = 0usize;
-    let mut line_no = 1usize;
     let mut segments: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, first line)
-    for line in stream.split_inclusive('\n') {
+    for (line_no, line) in (1usize..).zip(stream.split_inclusive('\n')) {
         let bare = line.trim_end_matches(['\n', '\r']);
         let marker = |m: &str| {
             bare == m || (bare.starts_with(m) && bare[m.len()..].starts_with([' ', '\t']))
@@ -37,7 +36,6 @@ pub fn split_documents(stream: &str) -> Vec<Document<'_>> {
             start_line = line_no + 1;
         }
         offset += line.len();
-        line_no += 1;
     }
     segments.push((start, stream.len(), start_line));
     let mut out = Vec::new();

@@ -8,9 +8,11 @@
 mod decode;
 mod dir;
 mod documents;
+mod watch;
 
 pub use decode::{Decoded, decode_object};
-pub use dir::{Loaded, SourceError, load_dir, load_documents};
+pub use dir::{Loaded, SourceError, load_dir, load_documents, manifest_files};
+pub use watch::{DirWatch, fingerprint};
 pub use documents::split_documents;
 
 #[doc(no_inline)]

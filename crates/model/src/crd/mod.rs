@@ -3,6 +3,10 @@
 //! Field names, defaults and versions match MetalLB's so existing manifests apply
 //! unchanged.
 
+// kube's derive takes one `printcolumn(...)` attribute per column, which clippy reads as
+// repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod advertisement;
 mod bfd;
 mod community;

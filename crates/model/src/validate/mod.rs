@@ -169,6 +169,8 @@ fn compare_problems(a: &Problem, b: &Problem) -> Ordering {
         .then_with(|| natural(&a.field, &b.field))
         .then_with(|| a.message.cmp(&b.message))
         .then_with(|| a.transient.cmp(&b.transient))
+        // `a01` and `a1` compare equal above; keep the order total anyway.
+        .then_with(|| a.cmp(b))
 }
 
 fn natural(a: &str, b: &str) -> Ordering {

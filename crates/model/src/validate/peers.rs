@@ -197,16 +197,17 @@ fn check_peer(
 
     // BFD profile.
     let bfd_profile = (!s.bfd_profile.is_empty()).then(|| s.bfd_profile.clone());
-    if let Some(name) = &bfd_profile {
-        if !bfd_profiles.contains_key(name) {
-            ctx.push(
-                obj.problem(
-                    "spec.bfdProfile",
-                    format!("BFDProfile {name:?} does not exist: create it, or remove bfdProfile"),
-                )
-                .transient(),
-            );
-        }
+    if let Some(name) = bfd_profile
+        .as_ref()
+        .filter(|n| !bfd_profiles.contains_key(*n))
+    {
+        ctx.push(
+            obj.problem(
+                "spec.bfdProfile",
+                format!("BFDProfile {name:?} does not exist: create it, or remove bfdProfile"),
+            )
+            .transient(),
+        );
     }
 
     Peer {

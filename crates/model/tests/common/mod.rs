@@ -26,8 +26,8 @@ pub fn snapshot(yaml: &str) -> Snapshot {
         }
     }
     for text in docs {
-        let value: serde_json::Value = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("bad test YAML: {e}\n{text}"));
+        let value: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("bad test YAML: {e}\n{text}"));
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
         match kind.as_str() {
             "IPAddressPool" => s.pools.push(typed(value)),

@@ -1,0 +1,725 @@
+//! The incremental allocator: pools, who holds which address, and the rules to hand out
+//! more.
+
+use crate::ServiceKey;
+use crate::error::{AllocationError, SharingConflict};
+use crate::request::{Family, FamilyPolicy, Request, Sharing, fit_families};
+use crate::space::Space;
+use ferrolb_model::crd::IPAddressPoolStatus;
+use ferrolb_model::{Config, PoolAllocation};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The addresses a Service holds and the pool they come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The pool.
+    pub pool: String,
+    /// The addresses, in the Service's family order (one or two, of different families).
+    pub ips: Vec<IpAddr>,
+}
+
+/// How much of a pool is used, for `IPAddressPool` status and metrics. Counts are
+/// addresses (an address shared by several Services counts once); they saturate at
+/// `u128::MAX` (only an IPv6 `::/0` pool reaches it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// IPv4 addresses assigned to Services.
+    pub assigned_ipv4: u128,
+    /// IPv6 addresses assigned to Services.
+    pub assigned_ipv6: u128,
+    /// IPv4 addresses still free (buggy ones excluded when the pool avoids them).
+    pub available_ipv4: u128,
+    /// IPv6 addresses still free.
+    pub available_ipv6: u128,
+}
+
+impl PoolUsage {
+    /// The counts as an `IPAddressPool` status, each clamped to `i64::MAX`.
+    pub fn to_status(&self) -> IPAddressPoolStatus {
+        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+        IPAddressPoolStatus {
+            assigned_ipv4: clamp(self.assigned_ipv4),
+            assigned_ipv6: clamp(self.assigned_ipv6),
+            available_ipv4: clamp(self.available_ipv4),
+            available_ipv6: clamp(self.available_ipv6),
+        }
+    }
+}
+
+/// Addresses picked for a Service: `(family, address as integer)`.
+type Picked = Vec<(Family, u128)>;
+
+/// One CIDR of a pool as an inclusive integer interval.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    family: Family,
+    lo: u128,
+    hi: u128,
+}
+
+#[derive(Clone, Debug)]
+struct PoolState {
+    name: String,
+    auto_assign: bool,
+    allocation: Option<PoolAllocation>,
+    ranges: Vec<Range>,
+    v4: Space,
+    v6: Space,
+    capacity_v4: u128,
+    capacity_v6: u128,
+}
+
+impl PoolState {
+    fn space(&self, family: Family) -> &Space {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    fn space_mut(&mut self, family: Family) -> &mut Space {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    fn has(&self, family: Family) -> bool {
+        self.ranges.iter().any(|r| r.family == family)
+    }
+
+    /// Whether the pool's `serviceAllocation` admits the Service: its namespace is
+    /// listed or selected (when the pool names namespaces), and its labels are selected
+    /// (when the pool has Service selectors). Pools without one admit every Service.
+    fn admits(&self, req: &Request) -> bool {
+        let Some(a) = &self.allocation else {
+            return true;
+        };
+        let namespace_ok = (a.namespaces.is_empty() && a.namespace_selectors.is_empty())
+            || a.namespaces.contains(&req.service.namespace)
+            || req
+                .namespace_labels
+                .as_ref()
+                .is_some_and(|labels| a.namespace_selectors.iter().any(|s| s.matches(labels)));
+        let service_ok = a.service_selectors.is_empty()
+            || a.service_selectors.iter().any(|s| s.matches(&req.labels));
+        namespace_ok && service_ok
+    }
+}
+
+/// What the allocator keeps about a Service holding addresses.
+#[derive(Clone, Debug)]
+struct Held {
+    assignment: Assignment,
+    pool: usize,
+    ports: Vec<crate::request::Port>,
+    sharing: Option<Sharing>,
+    seq: u64,
+}
+
+/// The incremental allocator: the pools of a [`Config`] and the addresses Services hold.
+///
+/// A controller keeps one between events and calls [`Allocator::assign`] for each
+/// Service that changed and [`Allocator::release`] for each one deleted; [`crate::allocate`]
+/// drives one over a whole snapshot. Every operation is deterministic and costs
+/// O(log n) in the number of used addresses (plus the number of pools and CIDRs), never
+/// the size of a pool.
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    /// Pools in name order.
+    pools: Vec<PoolState>,
+    by_name: BTreeMap<String, usize>,
+    /// Every CIDR: (family, first address) → (last address, pool).
+    index: BTreeMap<(Family, u128), (u128, usize)>,
+    /// Pools with a `serviceAllocation`, by priority (positive ascending, then 0), then
+    /// name.
+    pinned: Vec<usize>,
+    /// Auto-assign pools without a `serviceAllocation`, in name order.
+    fallback: Vec<usize>,
+    services: HashMap<ServiceKey, Held>,
+    next_seq: u64,
+}
+
+fn to_int(ip: &IpAddr) -> (Family, u128) {
+    match ip {
+        IpAddr::V4(a) => (Family::V4, u128::from(u32::from(*a))),
+        IpAddr::V6(a) => (Family::V6, u128::from(*a)),
+    }
+}
+
+fn to_ip(family: Family, a: u128) -> IpAddr {
+    match family {
+        // IPv4 integers always fit in 32 bits; fall back to 0.0.0.0 rather than panic.
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(u32::try_from(a).unwrap_or(0))),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(a)),
+    }
+}
+
+fn range_of(net: &IpNet) -> Range {
+    let (family, lo) = to_int(&net.network());
+    let (_, hi) = to_int(&net.broadcast());
+    Range { family, lo, hi }
+}
+
+/// Usable addresses of a CIDR.
+fn capacity(net: &IpNet, avoid_buggy: bool) -> u128 {
+    let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
+    let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+    match net {
+        IpNet::V4(v4) if avoid_buggy => {
+            if v4.prefix_len() <= 24 {
+                // Every /24 inside has one .0 and one .255.
+                size - 2 * (1u128 << (24 - v4.prefix_len()))
+            } else {
+                let ends = [v4.network(), v4.broadcast()];
+                size - ends
+                    .iter()
+                    .filter(|a| matches!(a.octets()[3], 0 | 255))
+                    .count() as u128
+            }
+        }
+        _ => size,
+    }
+}
+
+/// Sort key of a pinned pool: positive priorities ascending (negative ones, which
+/// validation should reject, before them), then priority 0, ties by name.
+fn priority_key(pool: &PoolState) -> (bool, i32, &str) {
+    let p = pool.allocation.as_ref().map_or(0, |a| a.priority);
+    (p == 0, p, pool.name.as_str())
+}
+
+impl Allocator {
+    /// An allocator for the pools of `config`, with no address held.
+    pub fn new(config: &Config) -> Self {
+        let mut pools = Vec::with_capacity(config.pools.len());
+        let mut by_name = BTreeMap::new();
+        let mut index = BTreeMap::new();
+        for (i, pool) in config.pools.values().enumerate() {
+            let ranges: Vec<Range> = pool.cidrs.iter().map(range_of).collect();
+            let mut capacity_v4 = 0u128;
+            let mut capacity_v6 = 0u128;
+            for (net, r) in pool.cidrs.iter().zip(&ranges) {
+                index.insert((r.family, r.lo), (r.hi, i));
+                let c = capacity(net, pool.avoid_buggy_ips);
+                match r.family {
+                    Family::V4 => capacity_v4 = capacity_v4.saturating_add(c),
+                    Family::V6 => capacity_v6 = capacity_v6.saturating_add(c),
+                }
+            }
+            by_name.insert(pool.name.clone(), i);
+            pools.push(PoolState {
+                name: pool.name.clone(),
+                auto_assign: pool.auto_assign,
+                allocation: pool.allocation.clone(),
+                ranges,
+                v4: Space::new(pool.avoid_buggy_ips),
+                v6: Space::new(false),
+                capacity_v4,
+                capacity_v6,
+            });
+        }
+        let mut pinned: Vec<usize> = (0..pools.len())
+            .filter(|&i| pools[i].allocation.is_some())
+            .collect();
+        pinned.sort_by(|&a, &b| priority_key(&pools[a]).cmp(&priority_key(&pools[b])));
+        let fallback = (0..pools.len())
+            .filter(|&i| pools[i].auto_assign && pools[i].allocation.is_none())
+            .collect();
+        Allocator {
+            pools,
+            by_name,
+            index,
+            pinned,
+            fallback,
+            services: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Replaces the configuration. Every held assignment whose addresses still lie in one
+    /// pool (and are not buggy ones that pool avoids) is kept, under that pool's name;
+    /// the others are released and returned, in Service order. Assignments are not
+    /// re-checked against the Services' requests (the caller should [`Allocator::assign`]
+    /// every Service again after a configuration change).
+    pub fn set_config(&mut self, config: &Config) -> Vec<ServiceKey> {
+        let mut old = std::mem::replace(self, Allocator::new(config));
+        let mut held: Vec<(ServiceKey, Held)> = old.services.drain().collect();
+        held.sort_by_key(|(_, h)| h.seq);
+        self.next_seq = old.next_seq;
+        let mut released = Vec::new();
+        for (key, mut h) in held {
+            match self.locate(&h.assignment.ips) {
+                Ok((pool, addrs)) => {
+                    h.pool = pool;
+                    h.assignment.pool = self.pools[pool].name.clone();
+                    for (family, a) in addrs {
+                        self.pools[pool].space_mut(family).occupy(
+                            a,
+                            key.clone(),
+                            h.sharing.as_ref(),
+                        );
+                    }
+                    self.services.insert(key, h);
+                }
+                Err(_) => released.push(key),
+            }
+        }
+        released.sort();
+        released
+    }
+
+    /// Gives the Service addresses, or says why it cannot have any.
+    ///
+    /// A Service already holding addresses keeps them while they are still valid for its
+    /// request (then a PreferDualStack Service with one family also gets the other one
+    /// from the same pool when that pool has one free); otherwise its addresses are
+    /// released and it gets new ones: the addresses it asks for, else from the pool it
+    /// asks for, else from the pools whose `serviceAllocation` admits it (by priority),
+    /// else from the auto-assign pools without one (by name). On error the Service holds
+    /// nothing.
+    pub fn assign(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
+        if let Some(held) = self.services.get(&req.service) {
+            let ips = held.assignment.ips.clone();
+            if self.keep(req, &ips).is_ok() {
+                self.complete_dual_stack(req);
+                return self
+                    .assignment(&req.service)
+                    .cloned()
+                    .ok_or(AllocationError::NoAvailableIps);
+            }
+        }
+        self.release(&req.service);
+        self.allocate_new(req)
+    }
+
+    /// Makes the Service hold exactly `ips` (from status, or remembered), if they are
+    /// still valid for its request (see [`Allocator::check_keep`]). On success any other
+    /// addresses of the Service are released; on error nothing changes.
+    pub fn keep(&mut self, req: &Request, ips: &[IpAddr]) -> Result<Assignment, AllocationError> {
+        let (pool, addrs) = self.check_keep_picked(req, ips)?;
+        self.release(&req.service);
+        Ok(self.commit(pool, req, addrs))
+    }
+
+    /// Whether the Service could keep exactly `ips`: they fit its families and policy,
+    /// are the ones it asks for (if it asks for some), lie in one pool it may use (the
+    /// one it asks for, if any; buggy addresses excluded when the pool avoids them) and
+    /// can be shared with their other holders. Changes nothing.
+    pub fn check_keep(&self, req: &Request, ips: &[IpAddr]) -> Result<(), AllocationError> {
+        self.check_keep_picked(req, ips).map(|_| ())
+    }
+
+    fn check_keep_picked(
+        &self,
+        req: &Request,
+        ips: &[IpAddr],
+    ) -> Result<(usize, Picked), AllocationError> {
+        let mut unique: Vec<IpAddr> = Vec::with_capacity(ips.len());
+        for ip in ips {
+            let ip = ip.to_canonical();
+            if !unique.contains(&ip) {
+                unique.push(ip);
+            }
+        }
+        let ordered = fit_families(&unique, &req.families, req.policy)?;
+        if !req.requested_ips.is_empty() {
+            let mut a = ordered.clone();
+            let mut b = req.requested_ips.clone();
+            a.sort();
+            b.sort();
+            if a != b {
+                return Err(AllocationError::NotRequested {
+                    ips: ordered,
+                    requested: req.requested_ips.clone(),
+                });
+            }
+        }
+        self.check_claim(req, &ordered)
+    }
+
+    /// Whether the Service may take `ips` (already checked against its families).
+    fn check_claim(
+        &self,
+        req: &Request,
+        ips: &[IpAddr],
+    ) -> Result<(usize, Picked), AllocationError> {
+        if let Some(name) = &req.pool
+            && !self.by_name.contains_key(name)
+        {
+            return Err(AllocationError::UnknownPool(name.clone()));
+        }
+        let (pool, addrs) = self.locate(ips)?;
+        let pool_name = &self.pools[pool].name;
+        if let Some(name) = &req.pool
+            && name != pool_name
+        {
+            return Err(AllocationError::PoolConflict {
+                ips: ips.to_vec(),
+                requested: name.clone(),
+                actual: pool_name.clone(),
+            });
+        }
+        if !self.pools[pool].admits(req) {
+            return Err(AllocationError::PoolNotAllowed(pool_name.clone()));
+        }
+        for &(family, a) in &addrs {
+            self.shareable(pool, family, a, req)?;
+        }
+        Ok((pool, addrs))
+    }
+
+    /// The pool of addresses and their integers; errors when one is in no pool, is a
+    /// buggy one its pool avoids, or they are in different pools.
+    fn locate(&self, ips: &[IpAddr]) -> Result<(usize, Picked), AllocationError> {
+        let mut found: Option<(usize, IpAddr)> = None;
+        let mut addrs = Vec::with_capacity(ips.len());
+        for ip in ips {
+            let (family, a) = to_int(ip);
+            let pool = self
+                .pool_index_of(family, a)
+                .ok_or(AllocationError::NotInAnyPool(*ip))?;
+            if self.pools[pool].space(family).is_buggy(a) {
+                return Err(AllocationError::BuggyIp {
+                    ip: *ip,
+                    pool: self.pools[pool].name.clone(),
+                });
+            }
+            if let Some((first_pool, first)) = found
+                && first_pool != pool
+            {
+                return Err(AllocationError::DifferentPools {
+                    first,
+                    first_pool: self.pools[first_pool].name.clone(),
+                    second: *ip,
+                    second_pool: self.pools[pool].name.clone(),
+                });
+            }
+            found = Some((pool, *ip));
+            addrs.push((family, a));
+        }
+        match found {
+            Some((pool, _)) => Ok((pool, addrs)),
+            None => Err(AllocationError::NoAvailableIps),
+        }
+    }
+
+    fn pool_index_of(&self, family: Family, a: u128) -> Option<usize> {
+        self.index
+            .range(..=(family, a))
+            .next_back()
+            .filter(|((f, _), (hi, _))| *f == family && a <= *hi)
+            .map(|(_, (_, pool))| *pool)
+    }
+
+    /// Whether the Service may hold address `a` next to its current holders.
+    fn shareable(
+        &self,
+        pool: usize,
+        family: Family,
+        a: u128,
+        req: &Request,
+    ) -> Result<(), AllocationError> {
+        let Some(slot) = self.pools[pool].space(family).slots.get(&a) else {
+            return Ok(());
+        };
+        let mut others = slot
+            .holders
+            .iter()
+            .filter(|h| **h != req.service)
+            .peekable();
+        let Some(first) = others.peek().copied() else {
+            return Ok(());
+        };
+        let in_use = |holder: &ServiceKey, reason| AllocationError::IpInUse {
+            ip: to_ip(family, a),
+            holder: holder.clone(),
+            reason,
+        };
+        let (Some(theirs), Some(ours)) = (&slot.sharing, &req.sharing) else {
+            let reason = if slot.sharing.is_none() {
+                SharingConflict::HolderDoesNotShare
+            } else {
+                SharingConflict::ServiceDoesNotShare
+            };
+            return Err(in_use(first, reason));
+        };
+        if theirs.key != ours.key {
+            return Err(in_use(
+                first,
+                SharingConflict::DifferentKey {
+                    ours: ours.key.clone(),
+                    theirs: theirs.key.clone(),
+                },
+            ));
+        }
+        if theirs.backend != ours.backend {
+            return Err(in_use(first, SharingConflict::DifferentBackend));
+        }
+        for holder in others {
+            if let Some(port) = self.common_port(holder, req) {
+                return Err(in_use(holder, SharingConflict::PortInUse(port)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A port both the holder and the requesting Service use.
+    fn common_port(&self, holder: &ServiceKey, req: &Request) -> Option<crate::request::Port> {
+        let theirs = &self.services.get(holder)?.ports;
+        // Both lists are sorted.
+        let (mut i, mut j) = (0, 0);
+        while i < theirs.len() && j < req.ports.len() {
+            match theirs[i].cmp(&req.ports[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => return Some(theirs[i].clone()),
+            }
+        }
+        None
+    }
+
+    /// The lowest address of `family` in the pool (CIDRs in order) that the Service may
+    /// take: free, or shared compatibly.
+    fn find(&self, pool: usize, family: Family, req: &Request) -> Option<u128> {
+        let state = &self.pools[pool];
+        let space = state.space(family);
+        for r in state.ranges.iter().filter(|r| r.family == family) {
+            let free = space.lowest_free(r.lo, r.hi);
+            if let Some(sharing) = &req.sharing {
+                let below = free.map_or(r.hi, |f| f.saturating_sub(1));
+                if free != Some(r.lo) {
+                    let shared = space
+                        .shared_in(sharing, r.lo, below)
+                        .find(|&a| self.shareable(pool, family, a, req).is_ok());
+                    if shared.is_some() {
+                        return shared;
+                    }
+                }
+            }
+            if free.is_some() {
+                return free;
+            }
+        }
+        None
+    }
+
+    /// Addresses for the Service from one pool, per its policy: SingleStack the primary
+    /// family; RequireDualStack both or nothing; PreferDualStack both, else the primary,
+    /// else the other.
+    fn pick_in_pool(&self, pool: usize, req: &Request) -> Option<Picked> {
+        let primary = req.primary();
+        let first = self.find(pool, primary, req).map(|a| (primary, a));
+        if req.policy == FamilyPolicy::SingleStack {
+            return first.map(|p| vec![p]);
+        }
+        let second = self
+            .find(pool, primary.other(), req)
+            .map(|a| (primary.other(), a));
+        match (first, second, req.policy) {
+            (Some(x), Some(y), _) => Some(vec![x, y]),
+            (Some(x), None, FamilyPolicy::PreferDualStack) => Some(vec![x]),
+            (None, Some(y), FamilyPolicy::PreferDualStack) => Some(vec![y]),
+            _ => None,
+        }
+    }
+
+    /// The first pool of the list that serves the Service: one with addresses of all
+    /// its families; for PreferDualStack when none has both, the first with the primary
+    /// family, else the first with the other.
+    fn pick_from_list(&self, list: &[usize], req: &Request) -> Option<(usize, Picked)> {
+        let mut partial: [Option<(usize, Picked)>; 2] = [None, None];
+        for &pool in list {
+            let Some(addrs) = self.pick_in_pool(pool, req) else {
+                continue;
+            };
+            if addrs.len() == req.families.len() {
+                return Some((pool, addrs));
+            }
+            let slot = usize::from(addrs.first().map(|(f, _)| *f) != Some(req.primary()));
+            if partial[slot].is_none() {
+                partial[slot] = Some((pool, addrs));
+            }
+        }
+        let [primary, other] = partial;
+        primary.or(other)
+    }
+
+    /// New addresses for a Service that holds none.
+    fn allocate_new(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
+        if !req.requested_ips.is_empty() {
+            let (pool, addrs) = self.check_claim(req, &req.requested_ips)?;
+            return Ok(self.commit(pool, req, addrs));
+        }
+        if let Some(name) = &req.pool {
+            let pool = *self
+                .by_name
+                .get(name)
+                .ok_or_else(|| AllocationError::UnknownPool(name.clone()))?;
+            let state = &self.pools[pool];
+            if !state.admits(req) {
+                return Err(AllocationError::PoolNotAllowed(name.clone()));
+            }
+            let needed: &[Family] = match req.policy {
+                FamilyPolicy::PreferDualStack => &[],
+                _ => &req.families,
+            };
+            if let Some(family) = needed.iter().find(|f| !state.has(**f)) {
+                return Err(AllocationError::PoolLacksFamily {
+                    pool: name.clone(),
+                    family: *family,
+                });
+            }
+            let addrs = self
+                .pick_in_pool(pool, req)
+                .ok_or_else(|| AllocationError::NoAvailableIpsInPool(name.clone()))?;
+            return Ok(self.commit(pool, req, addrs));
+        }
+        let pinned: Vec<usize> = self
+            .pinned
+            .iter()
+            .copied()
+            .filter(|&p| self.pools[p].auto_assign && self.pools[p].admits(req))
+            .collect();
+        let picked = self
+            .pick_from_list(&pinned, req)
+            .or_else(|| self.pick_from_list(&self.fallback, req));
+        if let Some((pool, addrs)) = picked {
+            return Ok(self.commit(pool, req, addrs));
+        }
+        let mut candidates = pinned.iter().chain(&self.fallback).map(|&p| &self.pools[p]);
+        let primary = req.primary();
+        Err(match req.policy {
+            FamilyPolicy::RequireDualStack
+                if !candidates.any(|p| p.has(Family::V4) && p.has(Family::V6)) =>
+            {
+                AllocationError::NoDualStackPool
+            }
+            FamilyPolicy::SingleStack if !candidates.any(|p| p.has(primary)) => {
+                AllocationError::NoPoolForFamily(primary)
+            }
+            _ => AllocationError::NoAvailableIps,
+        })
+    }
+
+    /// Records the Service as holding `addrs` of `pool`.
+    fn commit(&mut self, pool: usize, req: &Request, mut addrs: Picked) -> Assignment {
+        let order = |f: Family| req.families.iter().position(|x| *x == f).unwrap_or(2);
+        addrs.sort_by_key(|(f, _)| order(*f));
+        let state = &mut self.pools[pool];
+        for &(family, a) in &addrs {
+            state
+                .space_mut(family)
+                .occupy(a, req.service.clone(), req.sharing.as_ref());
+        }
+        let assignment = Assignment {
+            pool: state.name.clone(),
+            ips: addrs.iter().map(|(f, a)| to_ip(*f, *a)).collect(),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.services.insert(
+            req.service.clone(),
+            Held {
+                assignment: assignment.clone(),
+                pool,
+                ports: req.ports.clone(),
+                sharing: req.sharing.clone(),
+                seq,
+            },
+        );
+        assignment
+    }
+
+    /// For a PreferDualStack Service that holds one family and asks for no particular
+    /// address: adds the other family from the same pool, when one is free (or
+    /// shareable). Returns the address added.
+    pub fn complete_dual_stack(&mut self, req: &Request) -> Option<IpAddr> {
+        if req.policy != FamilyPolicy::PreferDualStack || !req.requested_ips.is_empty() {
+            return None;
+        }
+        let held = self.services.get(&req.service)?;
+        let [ip] = held.assignment.ips.as_slice() else {
+            return None;
+        };
+        let pool = held.pool;
+        let missing = Family::of(ip).other();
+        let a = self.find(pool, missing, req)?;
+        self.pools[pool]
+            .space_mut(missing)
+            .occupy(a, req.service.clone(), req.sharing.as_ref());
+        let added = to_ip(missing, a);
+        let held = self.services.get_mut(&req.service)?;
+        if missing == req.primary() {
+            held.assignment.ips.insert(0, added);
+        } else {
+            held.assignment.ips.push(added);
+        }
+        Some(added)
+    }
+
+    /// Frees the Service's addresses (an address stays used while other Services share
+    /// it). Returns what it held.
+    pub fn release(&mut self, service: &ServiceKey) -> Option<Assignment> {
+        let held = self.services.remove(service)?;
+        let state = &mut self.pools[held.pool];
+        for ip in &held.assignment.ips {
+            let (family, a) = to_int(ip);
+            state.space_mut(family).vacate(a, service);
+        }
+        Some(held.assignment)
+    }
+
+    /// What the Service holds.
+    pub fn assignment(&self, service: &ServiceKey) -> Option<&Assignment> {
+        self.services.get(service).map(|h| &h.assignment)
+    }
+
+    /// The Services holding an address, in the order they took it.
+    pub fn holders(&self, ip: IpAddr) -> &[ServiceKey] {
+        let (family, a) = to_int(&ip.to_canonical());
+        self.pool_index_of(family, a)
+            .and_then(|p| self.pools[p].space(family).slots.get(&a))
+            .map_or(&[], |slot| slot.holders.as_slice())
+    }
+
+    /// The name of the pool containing an address (whether or not it is usable).
+    pub fn pool_of(&self, ip: IpAddr) -> Option<&str> {
+        let (family, a) = to_int(&ip.to_canonical());
+        self.pool_index_of(family, a)
+            .map(|p| self.pools[p].name.as_str())
+    }
+
+    /// How much of a pool is used; `None` for an unknown pool.
+    pub fn usage(&self, pool: &str) -> Option<PoolUsage> {
+        let state = &self.pools[*self.by_name.get(pool)?];
+        let assigned_ipv4 = state.v4.used() as u128;
+        let assigned_ipv6 = state.v6.used() as u128;
+        Some(PoolUsage {
+            assigned_ipv4,
+            assigned_ipv6,
+            available_ipv4: state.capacity_v4.saturating_sub(assigned_ipv4),
+            available_ipv6: state.capacity_v6.saturating_sub(assigned_ipv6),
+        })
+    }
+
+    /// Usage of every pool, by pool name.
+    pub fn usages(&self) -> BTreeMap<&str, PoolUsage> {
+        self.by_name
+            .keys()
+            .filter_map(|name| Some((name.as_str(), self.usage(name)?)))
+            .collect()
+    }
+
+    /// Number of Services holding addresses.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Whether no Service holds an address.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}

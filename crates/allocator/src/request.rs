@@ -1,0 +1,439 @@
+//! What a Service asks of the allocator, read once from the Service object.
+
+use crate::error::AllocationError;
+use crate::{Options, ServiceKey};
+use ferrolb_model::annotations;
+use k8s_openapi::api::core::v1::Service;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// An IP address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    /// The family of an address (IPv4-mapped IPv6 addresses are IPv6 here; parse with
+    /// [`IpAddr::to_canonical`] first to treat them as IPv4).
+    pub fn of(ip: &IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The other family.
+    pub fn other(self) -> Family {
+        match self {
+            Family::V4 => Family::V6,
+            Family::V6 => Family::V4,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Family> {
+        match s {
+            "IPv4" => Some(Family::V4),
+            "IPv6" => Some(Family::V6),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
+/// A Service's `spec.ipFamilyPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FamilyPolicy {
+    /// One address, of the primary family (the default).
+    #[default]
+    SingleStack,
+    /// Both families when one pool can give both, else one.
+    PreferDualStack,
+    /// Both families, from one pool, or none.
+    RequireDualStack,
+}
+
+impl fmt::Display for FamilyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FamilyPolicy::SingleStack => "SingleStack",
+            FamilyPolicy::PreferDualStack => "PreferDualStack",
+            FamilyPolicy::RequireDualStack => "RequireDualStack",
+        })
+    }
+}
+
+/// A port a Service uses on its address: `(protocol, port)`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    /// `TCP`, `UDP` or `SCTP` (`TCP` when the Service does not say).
+    pub protocol: String,
+    /// The port number as the Service gives it (not checked).
+    pub port: i32,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.port)
+    }
+}
+
+/// Where the traffic of a Service goes, as far as sharing an address is concerned.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Backend {
+    /// `externalTrafficPolicy: Cluster` (or unset): any node may answer.
+    Cluster,
+    /// `externalTrafficPolicy: Local`, with the canonical text of `spec.selector`:
+    /// only nodes with endpoints answer, so sharers must select the same pods.
+    Local(String),
+}
+
+/// A Service's permission to share its addresses: only Services with equal `Sharing`
+/// (and no common port) hold one address together.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sharing {
+    /// The non-empty value of `metallb.io/allow-shared-ip`.
+    pub key: String,
+    /// The Service's backend.
+    pub backend: Backend,
+}
+
+/// What one Service asks of the allocator. Build it with [`Request::from_service`], or
+/// directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The Service.
+    pub service: ServiceKey,
+    /// Families the Service may have addresses of, primary first: one for SingleStack,
+    /// both for the dual-stack policies.
+    pub families: Vec<Family>,
+    /// The family policy.
+    pub policy: FamilyPolicy,
+    /// Addresses asked for (`spec.loadBalancerIP` or `metallb.io/loadBalancerIPs`), in
+    /// family order; empty when the Service takes any.
+    pub requested_ips: Vec<IpAddr>,
+    /// The pool asked for (`metallb.io/address-pool`).
+    pub pool: Option<String>,
+    /// The sharing permission (`metallb.io/allow-shared-ip`); `None` for exclusive use.
+    pub sharing: Option<Sharing>,
+    /// Ports used, sorted, without repetitions.
+    pub ports: Vec<Port>,
+    /// The Service's labels (for pools' service selectors).
+    pub labels: BTreeMap<String, String>,
+    /// The labels of the Service's namespace; `None` when the namespace is unknown (then
+    /// no namespace selector matches it).
+    pub namespace_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Whether the Service is one the allocator handles: `spec.type: LoadBalancer` and a
+/// `spec.loadBalancerClass` equal to [`Options::lb_class`].
+pub fn is_ours(service: &Service, options: &Options) -> bool {
+    let Some(spec) = &service.spec else {
+        return false;
+    };
+    spec.type_.as_deref() == Some("LoadBalancer")
+        && spec.load_balancer_class.as_deref() == options.lb_class.as_deref()
+}
+
+/// The addresses in `status.loadBalancer.ingress[].ip`, in order, without repetitions,
+/// with a warning for each entry that is not an address.
+pub fn status_ips(service: &Service) -> (Vec<IpAddr>, Vec<String>) {
+    let mut ips = Vec::new();
+    let mut warnings = Vec::new();
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for entry in ingress.into_iter().flatten() {
+        let Some(text) = entry.ip.as_deref() else {
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        match text.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                let ip = ip.to_canonical();
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            Err(_) => warnings.push(format!(
+                "ignoring status.loadBalancer.ingress IP {text:?}: not an IP address"
+            )),
+        }
+    }
+    (ips, warnings)
+}
+
+impl Request {
+    /// Reads what a Service asks for. `namespace_labels` are the labels of its
+    /// namespace, `None` when the namespace is unknown. Returns the request, or why it
+    /// cannot be served, and warnings (deprecated fields and annotations, ignored values)
+    /// in both cases.
+    pub fn from_service(
+        service: &Service,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+    ) -> (Result<Request, AllocationError>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let result = Self::parse(service, namespace_labels, &mut warnings);
+        (result, warnings)
+    }
+
+    fn parse(
+        service: &Service,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Request, AllocationError> {
+        let meta = &service.metadata;
+        let annotations = meta.annotations.as_ref();
+        let default_spec = Default::default();
+        let spec = service.spec.as_ref().unwrap_or(&default_spec);
+
+        let policy = match spec.ip_family_policy.as_deref() {
+            None | Some("SingleStack") => FamilyPolicy::SingleStack,
+            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+            Some(other) => {
+                warnings.push(format!(
+                    "unknown spec.ipFamilyPolicy {other:?}; treated as SingleStack"
+                ));
+                FamilyPolicy::SingleStack
+            }
+        };
+        let primary = primary_family(spec, warnings);
+        let families = match policy {
+            FamilyPolicy::SingleStack => vec![primary],
+            _ => vec![primary, primary.other()],
+        };
+
+        let mut requested_ips = Vec::new();
+        let annotated = annotations::get(
+            annotations,
+            annotations::LOAD_BALANCER_IPS,
+            annotations::LOAD_BALANCER_IPS_LEGACY,
+        );
+        let annotated = match annotated {
+            Some((value, legacy)) => {
+                if legacy {
+                    warnings.push(deprecated_annotation(
+                        annotations::LOAD_BALANCER_IPS_LEGACY,
+                        annotations::LOAD_BALANCER_IPS,
+                    ));
+                }
+                let field = if legacy {
+                    annotations::LOAD_BALANCER_IPS_LEGACY
+                } else {
+                    annotations::LOAD_BALANCER_IPS
+                };
+                (!value.is_empty()).then_some((value, field))
+            }
+            None => None,
+        };
+        let spec_ip = spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty());
+        if spec_ip.is_some() {
+            warnings.push(
+                "spec.loadBalancerIP is deprecated; use the metallb.io/loadBalancerIPs annotation"
+                    .to_string(),
+            );
+        }
+        match (annotated, spec_ip) {
+            (Some(_), Some(_)) => return Err(AllocationError::BothIpFieldsSet),
+            (Some((value, field)), None) => {
+                for item in value.split(',') {
+                    let ip = parse_ip(item, field)?;
+                    if !requested_ips.contains(&ip) {
+                        requested_ips.push(ip);
+                    }
+                }
+                if requested_ips.len() > 2 {
+                    return Err(AllocationError::TooManyIps {
+                        field,
+                        count: requested_ips.len(),
+                    });
+                }
+                if let [a, b] = requested_ips.as_slice()
+                    && Family::of(a) == Family::of(b)
+                {
+                    return Err(AllocationError::SameFamilyTwice {
+                        field,
+                        family: Family::of(a),
+                    });
+                }
+            }
+            (None, Some(text)) => requested_ips.push(parse_ip(text, "spec.loadBalancerIP")?),
+            (None, None) => {}
+        }
+        if !requested_ips.is_empty() {
+            requested_ips = fit_families(&requested_ips, &families, policy)?;
+        }
+
+        let pool = match annotations::get(
+            annotations,
+            annotations::ADDRESS_POOL,
+            annotations::ADDRESS_POOL_LEGACY,
+        ) {
+            Some((value, legacy)) => {
+                if legacy {
+                    warnings.push(deprecated_annotation(
+                        annotations::ADDRESS_POOL_LEGACY,
+                        annotations::ADDRESS_POOL,
+                    ));
+                }
+                (!value.is_empty()).then(|| value.to_string())
+            }
+            None => None,
+        };
+
+        let sharing = match annotations::get(
+            annotations,
+            annotations::ALLOW_SHARED_IP,
+            annotations::ALLOW_SHARED_IP_LEGACY,
+        ) {
+            Some((value, legacy)) => {
+                if legacy {
+                    warnings.push(deprecated_annotation(
+                        annotations::ALLOW_SHARED_IP_LEGACY,
+                        annotations::ALLOW_SHARED_IP,
+                    ));
+                }
+                (!value.is_empty()).then(|| Sharing {
+                    key: value.to_string(),
+                    backend: backend(spec),
+                })
+            }
+            None => None,
+        };
+
+        let mut ports: Vec<Port> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| Port {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_string()),
+                port: p.port,
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
+
+        Ok(Request {
+            service: ServiceKey::of(service),
+            families,
+            policy,
+            requested_ips,
+            pool,
+            sharing,
+            ports,
+            labels: meta.labels.clone().unwrap_or_default(),
+            namespace_labels: namespace_labels.cloned(),
+        })
+    }
+
+    /// The primary family.
+    pub fn primary(&self) -> Family {
+        self.families.first().copied().unwrap_or(Family::V4)
+    }
+}
+
+/// The first family of `spec.ipFamilies`, else of `spec.clusterIPs` (or `clusterIP`),
+/// else IPv4.
+fn primary_family(
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    warnings: &mut Vec<String>,
+) -> Family {
+    for f in spec.ip_families.iter().flatten() {
+        match Family::parse(f) {
+            Some(family) => return family,
+            None => warnings.push(format!("ignoring unknown spec.ipFamilies entry {f:?}")),
+        }
+    }
+    let cluster_ips = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(spec.cluster_ip.as_deref());
+    for text in cluster_ips {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Family::of(&ip.to_canonical());
+        }
+    }
+    Family::V4
+}
+
+fn parse_ip(text: &str, field: &'static str) -> Result<IpAddr, AllocationError> {
+    text.trim()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| AllocationError::InvalidIp {
+            field,
+            value: text.to_string(),
+        })
+}
+
+fn deprecated_annotation(old: &str, new: &str) -> String {
+    format!("annotation {old} is deprecated; use {new}")
+}
+
+fn backend(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Backend {
+    if spec.external_traffic_policy.as_deref() == Some("Local") {
+        let text = spec
+            .selector
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Backend::Local(text)
+    } else {
+        Backend::Cluster
+    }
+}
+
+/// Checks that addresses fit a Service's families and policy (at most one per family;
+/// SingleStack: one of the primary family; RequireDualStack: both; PreferDualStack: one
+/// or both) and returns them in family order.
+pub(crate) fn fit_families(
+    ips: &[IpAddr],
+    families: &[Family],
+    policy: FamilyPolicy,
+) -> Result<Vec<IpAddr>, AllocationError> {
+    let mismatch = || AllocationError::FamilyMismatch {
+        ips: ips.to_vec(),
+        families: families.to_vec(),
+        policy,
+    };
+    let mut ordered = Vec::with_capacity(2);
+    for family in families {
+        let mut of_family = ips.iter().filter(|ip| Family::of(ip) == *family);
+        if let Some(ip) = of_family.next() {
+            if of_family.next().is_some() {
+                return Err(mismatch());
+            }
+            ordered.push(*ip);
+        }
+    }
+    let count_ok = match policy {
+        FamilyPolicy::SingleStack => ordered.len() == 1,
+        FamilyPolicy::PreferDualStack => !ordered.is_empty(),
+        FamilyPolicy::RequireDualStack => ordered.len() == 2,
+    };
+    if ordered.len() != ips.len() || !count_ok {
+        return Err(mismatch());
+    }
+    Ok(ordered)
+}

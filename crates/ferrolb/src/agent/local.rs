@@ -1,0 +1,78 @@
+//! Accepting traffic for the addresses this node announces.
+//!
+//! The owner of an address gets a `local` route for it in the kernel's local table
+//! (`ip route replace local ADDR dev lo table local proto 251`), so a process listening
+//! on the wildcard address, or on the address itself, receives its traffic. Nodes that
+//! do not own the address have no such route, so their kernels neither accept its
+//! traffic nor answer ARP for it. The routes carry our own protocol number (251), so
+//! those a crashed agent left behind are found and flushed at start.
+//!
+//! On Kubernetes, kube-proxy accepts the traffic instead and this is turned off.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use tokio::process::Command;
+use tracing::{info, warn};
+
+/// The route protocol number that marks ferrolb's routes (unassigned by IANA for routing
+/// daemons in iproute2's rt_protos; 251 is in the range left for local use).
+pub const ROUTE_PROTO: &str = "251";
+
+/// The local routes this node holds.
+#[derive(Debug, Default)]
+pub struct LocalAddresses {
+    current: BTreeSet<IpAddr>,
+}
+
+impl LocalAddresses {
+    /// Removes every route a previous run left behind.
+    pub async fn flush_stale() {
+        for family in ["-4", "-6"] {
+            let _ = ip(&[family, "route", "flush", "table", "local", "proto", ROUTE_PROTO]).await;
+        }
+    }
+
+    /// Makes the set of local routes equal `want`: adds the new, removes the gone.
+    pub async fn sync(&mut self, want: &BTreeSet<IpAddr>) {
+        let gone: Vec<IpAddr> = self.current.difference(want).copied().collect();
+        let new: Vec<IpAddr> = want.difference(&self.current).copied().collect();
+        for addr in gone {
+            match route("del", addr).await {
+                Ok(()) => info!(%addr, "stopped accepting traffic"),
+                Err(e) => warn!(%addr, "removing local route: {e}"),
+            }
+            self.current.remove(&addr);
+        }
+        for addr in new {
+            match route("replace", addr).await {
+                Ok(()) => {
+                    info!(%addr, "accepting traffic");
+                    self.current.insert(addr);
+                }
+                Err(e) => warn!(%addr, "adding local route: {e}"),
+            }
+        }
+    }
+
+    /// The addresses currently accepted.
+    pub fn current(&self) -> &BTreeSet<IpAddr> {
+        &self.current
+    }
+}
+
+async fn route(verb: &str, addr: IpAddr) -> Result<(), String> {
+    let (family, prefix) = match addr {
+        IpAddr::V4(_) => ("-4", format!("{addr}/32")),
+        IpAddr::V6(_) => ("-6", format!("{addr}/128")),
+    };
+    ip(&[family, "route", verb, "local", &prefix, "dev", "lo", "table", "local", "proto", ROUTE_PROTO]).await
+}
+
+async fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().await.map_err(|e| format!("running ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
