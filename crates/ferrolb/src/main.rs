@@ -3,8 +3,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod agent;
 mod commands;
 mod embedded;
+mod metrics;
 
 /// A MetalLB-compatible load balancer for bare-metal Kubernetes and standalone hosts.
 #[derive(Parser)]
@@ -22,6 +24,9 @@ enum Command {
     Check(commands::check::Args),
     /// Show which address each LoadBalancer Service of a manifest directory gets.
     Allocate(commands::allocate::Args),
+    /// Run the standalone node agent: allocate, elect and announce from a manifest
+    /// directory, without Kubernetes.
+    Run(agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         Command::Crds => commands::crds::run(&mut out),
         Command::Check(args) => commands::check::run(&args, &mut out),
         Command::Allocate(args) => commands::allocate::run(&args, &mut out),
+        Command::Run(args) => agent::run(args),
     };
     match result {
         Ok(code) => code,

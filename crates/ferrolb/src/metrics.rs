@@ -39,7 +39,10 @@ impl Exposition {
                 if i > 0 {
                     self.text.push(',');
                 }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(self.text, "{k}=\"{v}\"");
             }
             self.text.push('}');
@@ -65,11 +68,19 @@ mod tests {
     #[test]
     fn writes_families_samples_and_escapes() {
         let mut e = Exposition::default();
-        e.family("metallb_layer2_requests_received", "Number of layer2 requests received", Kind::Counter)
-            .sample("metallb_layer2_requests_received", &[("ip", "203.0.113.1")], 3.0)
-            .family("ferrolb_x", "a \\ b\nc", Kind::Gauge)
-            .sample("ferrolb_x", &[("a", "q\"u\\o\nte"), ("b", "2")], 0.5)
-            .sample("ferrolb_x", &[], 7.0);
+        e.family(
+            "metallb_layer2_requests_received",
+            "Number of layer2 requests received",
+            Kind::Counter,
+        )
+        .sample(
+            "metallb_layer2_requests_received",
+            &[("ip", "203.0.113.1")],
+            3.0,
+        )
+        .family("ferrolb_x", "a \\ b\nc", Kind::Gauge)
+        .sample("ferrolb_x", &[("a", "q\"u\\o\nte"), ("b", "2")], 0.5)
+        .sample("ferrolb_x", &[], 7.0);
         assert_eq!(
             e.finish(),
             "# HELP metallb_layer2_requests_received Number of layer2 requests received\n\

@@ -23,13 +23,19 @@ fn ferrolb(args: &[&str]) -> (i32, String) {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("FERROLB_BLESS").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with FERROLB_BLESS=1 to create)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with FERROLB_BLESS=1 to create)",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "output differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}",
@@ -52,12 +58,21 @@ fn allocate_examples_json() {
     let (code, out) = ferrolb(&["allocate", "examples", "-o", "json"]);
     assert_eq!(code, 0, "{out}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("a JSON array");
-    let services: Vec<&str> = rows.iter().map(|r| r["service"].as_str().unwrap()).collect();
+    let services: Vec<&str> = rows
+        .iter()
+        .map(|r| r["service"].as_str().unwrap())
+        .collect();
     let mut sorted = services.clone();
     sorted.sort();
     assert_eq!(services, sorted, "namespace/name order");
-    assert!(!services.contains(&"default/other-class"), "another class is not ours");
-    assert!(!services.contains(&"default/internal"), "ClusterIP is not ours");
+    assert!(
+        !services.contains(&"default/other-class"),
+        "another class is not ours"
+    );
+    assert!(
+        !services.contains(&"default/internal"),
+        "ClusterIP is not ours"
+    );
     for r in &rows {
         let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["error", "ips", "pool", "service"]);
@@ -95,7 +110,10 @@ fn check_invalid() {
     let (code, out) = ferrolb(&["check", INVALID]);
     assert_eq!(code, 1, "{out}");
     for line in out.lines() {
-        assert!(line.split(": ").count() >= 2, "`Kind/name: field: what` form: {line}");
+        assert!(
+            line.split(": ").count() >= 2,
+            "`Kind/name: field: what` form: {line}"
+        );
     }
     golden("check-invalid.txt", &out);
 }

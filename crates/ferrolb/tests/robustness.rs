@@ -56,16 +56,63 @@ fn value() -> impl Strategy<Value = Value> {
 
 fn field_name() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation", "priority", "namespaces",
-        "namespaceSelectors", "serviceSelectors", "matchLabels", "matchExpressions", "key",
-        "operator", "values", "ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors",
-        "interfaces", "aggregationLength", "aggregationLengthV6", "localPref", "communities",
-        "peers", "myASN", "peerASN", "dynamicASN", "peerAddress", "holdTime", "keepaliveTime",
-        "connectTime", "routerID", "password", "passwordSecret", "bfdProfile", "ebgpMultiHop",
-        "name", "value", "receiveInterval", "detectMultiplier", "minimumTtl", "echoMode",
-        "type", "ports", "port", "protocol", "loadBalancerIP", "loadBalancerClass",
-        "ipFamilies", "ipFamilyPolicy", "clusterIPs", "externalTrafficPolicy", "selector",
-        "status", "loadBalancer", "ingress", "ip", "annotations", "labels",
+        "addresses",
+        "autoAssign",
+        "avoidBuggyIPs",
+        "serviceAllocation",
+        "priority",
+        "namespaces",
+        "namespaceSelectors",
+        "serviceSelectors",
+        "matchLabels",
+        "matchExpressions",
+        "key",
+        "operator",
+        "values",
+        "ipAddressPools",
+        "ipAddressPoolSelectors",
+        "nodeSelectors",
+        "interfaces",
+        "aggregationLength",
+        "aggregationLengthV6",
+        "localPref",
+        "communities",
+        "peers",
+        "myASN",
+        "peerASN",
+        "dynamicASN",
+        "peerAddress",
+        "holdTime",
+        "keepaliveTime",
+        "connectTime",
+        "routerID",
+        "password",
+        "passwordSecret",
+        "bfdProfile",
+        "ebgpMultiHop",
+        "name",
+        "value",
+        "receiveInterval",
+        "detectMultiplier",
+        "minimumTtl",
+        "echoMode",
+        "type",
+        "ports",
+        "port",
+        "protocol",
+        "loadBalancerIP",
+        "loadBalancerClass",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "clusterIPs",
+        "externalTrafficPolicy",
+        "selector",
+        "status",
+        "loadBalancer",
+        "ingress",
+        "ip",
+        "annotations",
+        "labels",
     ])
     .prop_map(str::to_string)
 }
@@ -96,7 +143,13 @@ fn annotations() -> impl Strategy<Value = Value> {
         ])
         .prop_map(str::to_string),
         prop::sample::select(vec![
-            "203.0.113.1", "203.0.113.1,2001:db8::1", "203.0.113.1,203.0.113.2", "junk", "p0", "p1", "k",
+            "203.0.113.1",
+            "203.0.113.1,2001:db8::1",
+            "203.0.113.1,203.0.113.2",
+            "junk",
+            "p0",
+            "p1",
+            "k",
         ])
         .prop_map(|s| Value::String(s.to_string())),
         0..3,
@@ -106,31 +159,39 @@ fn annotations() -> impl Strategy<Value = Value> {
 
 /// One manifest: a known kind with a random spec (and for Services a plausible one).
 fn manifest() -> impl Strategy<Value = Value> {
-    (kind(), "p[0-2]", annotations(), value(), value(), prop::collection::vec(scalar(), 0..3)).prop_map(
-        |((api, kind), name, annotations, spec, status, addresses)| {
-            let mut spec = spec;
-            if kind == "IPAddressPool" {
-                spec = json!({"addresses": addresses});
-            }
-            if kind == "Service" {
-                // Keep the random fields, but make it a LoadBalancer Service with a port.
-                let mut s = match spec {
-                    Value::Object(o) => o,
-                    _ => serde_json::Map::new(),
-                };
-                s.insert("type".into(), json!("LoadBalancer"));
-                s.entry("ports").or_insert(json!([{"port": 80}]));
-                spec = Value::Object(s);
-            }
-            json!({
-                "apiVersion": api,
-                "kind": kind,
-                "metadata": {"name": name, "namespace": "default", "annotations": annotations},
-                "spec": spec,
-                "status": status,
-            })
-        },
+    (
+        kind(),
+        "p[0-2]",
+        annotations(),
+        value(),
+        value(),
+        prop::collection::vec(scalar(), 0..3),
     )
+        .prop_map(
+            |((api, kind), name, annotations, spec, status, addresses)| {
+                let mut spec = spec;
+                if kind == "IPAddressPool" {
+                    spec = json!({"addresses": addresses});
+                }
+                if kind == "Service" {
+                    // Keep the random fields, but make it a LoadBalancer Service with a port.
+                    let mut s = match spec {
+                        Value::Object(o) => o,
+                        _ => serde_json::Map::new(),
+                    };
+                    s.insert("type".into(), json!("LoadBalancer"));
+                    s.entry("ports").or_insert(json!([{"port": 80}]));
+                    spec = Value::Object(s);
+                }
+                json!({
+                    "apiVersion": api,
+                    "kind": kind,
+                    "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+                    "spec": spec,
+                    "status": status,
+                })
+            },
+        )
 }
 
 proptest! {

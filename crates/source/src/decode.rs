@@ -3,8 +3,7 @@
 use ferrolb_model::Problem;
 use ferrolb_model::Snapshot;
 use ferrolb_model::crd::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, L2Advertisement,
-    peer::v1beta1,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, L2Advertisement, peer::v1beta1,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
@@ -36,7 +35,10 @@ pub fn decode_object(value: Value, snapshot: &mut Snapshot) -> Result<Decoded, P
         return Err(Problem {
             object: "manifest".into(),
             field: String::new(),
-            message: format!("expected a mapping with apiVersion and kind, found {}", type_name(&value)),
+            message: format!(
+                "expected a mapping with apiVersion and kind, found {}",
+                type_name(&value)
+            ),
             transient: false,
         });
     };
@@ -50,9 +52,22 @@ pub fn decode_object(value: Value, snapshot: &mut Snapshot) -> Result<Decoded, P
         .unwrap_or("")
         .to_string();
     if api_version.is_empty() || kind.is_empty() {
-        let object = if kind.is_empty() { "manifest".into() } else { format!("{kind}/{name}") };
-        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
-        return Err(Problem { object, field: missing.into(), message: "missing".into(), transient: false });
+        let object = if kind.is_empty() {
+            "manifest".into()
+        } else {
+            format!("{kind}/{name}")
+        };
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        return Err(Problem {
+            object,
+            field: missing.into(),
+            message: "missing".into(),
+            transient: false,
+        });
     }
     let problem = |field: String, message: String| Problem {
         object: format!("{kind}/{name}"),
@@ -74,23 +89,39 @@ pub fn decode_object(value: Value, snapshot: &mut Snapshot) -> Result<Decoded, P
     match (api_version.as_str(), kind.as_str()) {
         ("metallb.io/v1beta1", "IPAddressPool") => snapshot.pools.push(typed(value, &problem)?),
         ("metallb.io/v1beta1", "L2Advertisement") => {
-            snapshot.l2_advertisements.push(typed::<L2Advertisement>(value, &problem)?)
+            snapshot
+                .l2_advertisements
+                .push(typed::<L2Advertisement>(value, &problem)?)
         }
         ("metallb.io/v1beta1", "BGPAdvertisement") => {
-            snapshot.bgp_advertisements.push(typed::<BGPAdvertisement>(value, &problem)?)
+            snapshot
+                .bgp_advertisements
+                .push(typed::<BGPAdvertisement>(value, &problem)?)
         }
-        ("metallb.io/v1beta2", "BGPPeer") => snapshot.bgp_peers.push(typed::<BGPPeer>(value, &problem)?),
+        ("metallb.io/v1beta2", "BGPPeer") => {
+            snapshot.bgp_peers.push(typed::<BGPPeer>(value, &problem)?)
+        }
         ("metallb.io/v1beta1", "BGPPeer") => snapshot
             .bgp_peers
             .push(typed::<v1beta1::BGPPeer>(value, &problem)?.into_v1beta2()),
-        ("metallb.io/v1beta1", "Community") => snapshot.communities.push(typed::<Community>(value, &problem)?),
-        ("metallb.io/v1beta1", "BFDProfile") => snapshot.bfd_profiles.push(typed::<BFDProfile>(value, &problem)?),
+        ("metallb.io/v1beta1", "Community") => snapshot
+            .communities
+            .push(typed::<Community>(value, &problem)?),
+        ("metallb.io/v1beta1", "BFDProfile") => snapshot
+            .bfd_profiles
+            .push(typed::<BFDProfile>(value, &problem)?),
         ("v1", "Service") => snapshot.services.push(typed::<Service>(value, &problem)?),
-        ("v1", "Namespace") => snapshot.namespaces.push(typed::<Namespace>(value, &problem)?),
+        ("v1", "Namespace") => snapshot
+            .namespaces
+            .push(typed::<Namespace>(value, &problem)?),
         ("v1", "Node") => snapshot.nodes.push(typed::<Node>(value, &problem)?),
-        ("v1", "Secret") => snapshot.secrets.push(secret(typed::<Secret>(value, &problem)?)),
+        ("v1", "Secret") => snapshot
+            .secrets
+            .push(secret(typed::<Secret>(value, &problem)?)),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            snapshot.endpoint_slices.push(typed::<EndpointSlice>(value, &problem)?)
+            snapshot
+                .endpoint_slices
+                .push(typed::<EndpointSlice>(value, &problem)?)
         }
         (api, k) if api.starts_with("metallb.io/") => {
             return Err(problem(

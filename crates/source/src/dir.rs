@@ -41,7 +41,10 @@ pub struct Loaded {
 
 /// The manifest files under `dir`, in path order (the files [`load_dir`] reads).
 pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io { path: dir.into(), source })?;
+    let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io {
+        path: dir.into(),
+        source,
+    })?;
     if !meta.is_dir() {
         return Err(SourceError::NotADirectory(dir.into()));
     }
@@ -58,11 +61,19 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, SourceError> {
     let files = manifest_files(dir)?;
     let mut texts = Vec::with_capacity(files.len());
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|source| SourceError::Io { path: path.clone(), source })?;
-        let shown = path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or(path);
+        let bytes = std::fs::read(&path).map_err(|source| SourceError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let shown = path
+            .strip_prefix(dir)
+            .map(Path::to_path_buf)
+            .unwrap_or(path);
         texts.push((shown.display().to_string(), bytes));
     }
-    Ok(load_documents(texts.iter().map(|(p, b)| (p.as_str(), b.as_slice()))))
+    Ok(load_documents(
+        texts.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+    ))
 }
 
 /// Reads manifests from in-memory files: `(name, contents)` pairs, in the order given.
@@ -74,7 +85,9 @@ pub fn load_documents<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) 
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
-                loaded.problems.push(file_problem(name, None, format!("not UTF-8 text: {e}")));
+                loaded
+                    .problems
+                    .push(file_problem(name, None, format!("not UTF-8 text: {e}")));
                 continue;
             }
         };
@@ -83,10 +96,15 @@ pub fn load_documents<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) 
             let value: Option<Value> = match serde_saphyr::from_str(doc.text) {
                 Ok(v) => v,
                 Err(e) => {
-                    let line = e.location().map(|l| l.line() as usize + doc.first_line - 1);
-                    let msg = first_line(&e.to_string());
-                    let msg = match line {
-                        Some(l) => format!("invalid YAML at line {l}: {msg}"),
+                    let msg = yaml_message(&e.to_string());
+                    let msg = match e.location() {
+                        Some(l) => format!(
+                            "invalid YAML at line {}, column {}: {msg}",
+                            (l.line() as usize)
+                                .saturating_add(doc.first_line)
+                                .saturating_sub(1),
+                            l.column()
+                        ),
                         None => format!("invalid YAML: {msg}"),
                     };
                     loaded.problems.push(file_problem(name, where_, msg));
@@ -125,23 +143,49 @@ fn file_problem(name: &str, doc: Option<(usize, usize)>, message: String) -> Pro
         Some((index, _)) => format!("{name}: document {index}"),
         None => name.to_string(),
     };
-    Problem { object, field: String::new(), message, transient: false }
+    Problem {
+        object,
+        field: String::new(),
+        message,
+        transient: false,
+    }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").trim().to_string()
+/// The parser's message without its own `error: line L column C:` prefix (its line is
+/// relative to the document; the caller reports the file's).
+fn yaml_message(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim_start();
+    let without_location = first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+        .filter(|(pos, _)| {
+            pos.split(" column ")
+                .all(|n| n.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(|(_, msg)| msg);
+    without_location.unwrap_or(first).to_string()
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Io {
+        path: dir.into(),
+        source,
+    })?;
     for entry in entries {
-        let entry = entry.map_err(|source| SourceError::Io { path: dir.into(), source })?;
+        let entry = entry.map_err(|source| SourceError::Io {
+            path: dir.into(),
+            source,
+        })?;
         let name = entry.file_name();
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|source| SourceError::Io { path: path.clone(), source })?;
+        let file_type = entry.file_type().map_err(|source| SourceError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if file_type.is_dir() {
             collect(&path, out)?;
         } else if file_type.is_file() || (file_type.is_symlink() && path.is_file()) {

@@ -12,8 +12,8 @@ mod watch;
 
 pub use decode::{Decoded, decode_object};
 pub use dir::{Loaded, SourceError, load_dir, load_documents, manifest_files};
-pub use watch::{DirWatch, fingerprint};
 pub use documents::split_documents;
+pub use watch::{DirWatch, fingerprint};
 
 #[doc(no_inline)]
 pub use ferrolb_model::Snapshot;

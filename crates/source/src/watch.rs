@@ -18,7 +18,10 @@ pub struct DirWatch {
 impl DirWatch {
     /// Watches `dir`. The first call to [`DirWatch::changed`] reports a change.
     pub fn new(dir: &Path) -> Self {
-        DirWatch { dir: dir.to_path_buf(), last: None }
+        DirWatch {
+            dir: dir.to_path_buf(),
+            last: None,
+        }
     }
 
     /// Whether the set of manifest files, or the size or modification time of any, has
@@ -35,10 +38,16 @@ impl DirWatch {
 pub fn fingerprint(dir: &Path) -> Result<u64, SourceError> {
     let mut h = DefaultHasher::new();
     for path in manifest_files(dir)? {
-        let meta = std::fs::metadata(&path).map_err(|source| SourceError::Io { path: path.clone(), source })?;
+        let meta = std::fs::metadata(&path).map_err(|source| SourceError::Io {
+            path: path.clone(),
+            source,
+        })?;
         path.hash(&mut h);
         meta.len().hash(&mut h);
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         mtime.map(|d| d.as_nanos()).hash(&mut h);
     }
     Ok(h.finish())

@@ -28,7 +28,10 @@ fn reads_recursively_multi_document_and_skips_other_kinds() {
     assert_eq!(loaded.skipped, 1);
     assert_eq!(loaded.snapshot.pools.len(), 1);
     assert_eq!(loaded.snapshot.pools[0].spec.addresses, ["192.0.2.0/28"]);
-    assert!(loaded.snapshot.pools[0].spec.auto_assign, "autoAssign defaults to true");
+    assert!(
+        loaded.snapshot.pools[0].spec.auto_assign,
+        "autoAssign defaults to true"
+    );
     assert_eq!(loaded.snapshot.services.len(), 1);
     assert_eq!(loaded.snapshot.namespaces.len(), 1);
 }
@@ -36,11 +39,18 @@ fn reads_recursively_multi_document_and_skips_other_kinds() {
 #[test]
 fn malformed_yaml_names_file_and_document() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "bad.yaml", &format!("{POOL}---\napiVersion: v1\nkind: Service\nmetadata: {{name: x\n"));
+    write(
+        d.path(),
+        "bad.yaml",
+        &format!("{POOL}---\napiVersion: v1\nkind: Service\nmetadata: {{name: x\n"),
+    );
     let loaded = load_dir(d.path()).unwrap();
     assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
     let line = loaded.problems[0].to_string();
-    assert!(line.starts_with("bad.yaml: document 2: invalid YAML"), "{line}");
+    assert!(
+        line.starts_with("bad.yaml: document 2: invalid YAML"),
+        "{line}"
+    );
     // The good document of the same file still counts.
     assert_eq!(loaded.snapshot.pools.len(), 1);
 }
@@ -93,10 +103,26 @@ fn lists_unknown_metallb_kinds_and_missing_fields() {
     assert_eq!(loaded.snapshot.nodes.len(), 1);
     let lines: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(lines.len(), 4, "{lines:#?}");
-    assert!(lines[0].starts_with("AddressPool/legacy: apiVersion: "), "{}", lines[0]);
-    assert!(lines[1].starts_with("Node/n2: apiVersion: missing"), "{}", lines[1]);
-    assert!(lines[2].starts_with("Node/: metadata.name: missing"), "{}", lines[2]);
-    assert!(lines[3].starts_with("manifest: expected a mapping"), "{}", lines[3]);
+    assert!(
+        lines[0].starts_with("AddressPool/legacy: apiVersion: "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("Node/n2: apiVersion: missing"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("Node/: metadata.name: missing"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("manifest: expected a mapping"),
+        "{}",
+        lines[3]
+    );
 }
 
 #[test]
@@ -115,5 +141,9 @@ fn follows_file_symlinks_like_a_configmap_mount() {
     std::os::unix::fs::symlink("..2026_11_22", d.path().join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/pool.yaml", d.path().join("pool.yaml")).unwrap();
     let loaded = load_dir(d.path()).unwrap();
-    assert_eq!(loaded.snapshot.pools.len(), 1, "read once, through the link");
+    assert_eq!(
+        loaded.snapshot.pools.len(),
+        1,
+        "read once, through the link"
+    );
 }

@@ -17,7 +17,10 @@ pub fn pool(name: &str, cidrs: &[&str]) -> Pool {
     Pool {
         name: name.to_string(),
         labels: BTreeMap::new(),
-        cidrs: cidrs.iter().map(|c| c.parse().expect("test CIDR")).collect(),
+        cidrs: cidrs
+            .iter()
+            .map(|c| c.parse().expect("test CIDR"))
+            .collect(),
         auto_assign: true,
         avoid_buggy_ips: false,
         allocation: None,
@@ -53,7 +56,10 @@ impl PoolExt for Pool {
 pub fn alloc(priority: i32, namespaces: &[&str]) -> PoolAllocation {
     PoolAllocation {
         priority,
-        namespaces: namespaces.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        namespaces: namespaces
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>(),
         namespace_selectors: Vec::new(),
         service_selectors: Vec::new(),
     }
@@ -230,14 +236,22 @@ pub fn check(outcome: &Outcome, service: &str, expect: &Expect, case: &str) {
         (_, None) => panic!("{case}: no result for {service}"),
         (Expect::Ips(pool, list), Some(r)) => {
             assert_eq!(
-                (r.pool.as_deref(), r.ips.clone(), r.error.as_ref().map(ToString::to_string)),
+                (
+                    r.pool.as_deref(),
+                    r.ips.clone(),
+                    r.error.as_ref().map(ToString::to_string)
+                ),
                 (Some(*pool), ips(list), None),
                 "{case}: {service}"
             );
         }
         (Expect::Error(text), Some(r)) => {
             assert_eq!(
-                (r.error.as_ref().map(ToString::to_string), r.ips.clone(), r.pool.clone()),
+                (
+                    r.error.as_ref().map(ToString::to_string),
+                    r.ips.clone(),
+                    r.pool.clone()
+                ),
                 (Some(text.to_string()), vec![], None),
                 "{case}: {service}"
             );

@@ -28,7 +28,16 @@ impl LocalAddresses {
     /// Removes every route a previous run left behind.
     pub async fn flush_stale() {
         for family in ["-4", "-6"] {
-            let _ = ip(&[family, "route", "flush", "table", "local", "proto", ROUTE_PROTO]).await;
+            let _ = ip(&[
+                family,
+                "route",
+                "flush",
+                "table",
+                "local",
+                "proto",
+                ROUTE_PROTO,
+            ])
+            .await;
         }
     }
 
@@ -53,26 +62,41 @@ impl LocalAddresses {
             }
         }
     }
-
-    /// The addresses currently accepted.
-    pub fn current(&self) -> &BTreeSet<IpAddr> {
-        &self.current
-    }
 }
-
 async fn route(verb: &str, addr: IpAddr) -> Result<(), String> {
     let (family, prefix) = match addr {
         IpAddr::V4(_) => ("-4", format!("{addr}/32")),
         IpAddr::V6(_) => ("-6", format!("{addr}/128")),
     };
-    ip(&[family, "route", verb, "local", &prefix, "dev", "lo", "table", "local", "proto", ROUTE_PROTO]).await
+    ip(&[
+        family,
+        "route",
+        verb,
+        "local",
+        &prefix,
+        "dev",
+        "lo",
+        "table",
+        "local",
+        "proto",
+        ROUTE_PROTO,
+    ])
+    .await
 }
 
 async fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().await.map_err(|e| format!("running ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("running ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }

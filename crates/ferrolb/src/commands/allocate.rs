@@ -59,7 +59,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<ExitCode, Box<dyn std::e
             return Ok(ExitCode::from(1));
         }
     };
-    let options = Options { lb_class: args.lb_class.clone() };
+    let options = Options {
+        lb_class: args.lb_class.clone(),
+    };
     let outcome = allocate(&config, &snapshot, &options, &BTreeMap::new());
     for r in &outcome.results {
         for w in &r.warnings {
@@ -81,12 +83,21 @@ fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     let cells: Vec<[String; 4]> = rows
         .iter()
         .map(|r| {
-            let ips = if r.ips.is_empty() { "-".to_string() } else { r.ips.join(",") };
+            let ips = if r.ips.is_empty() {
+                "-".to_string()
+            } else {
+                r.ips.join(",")
+            };
             let status = match &r.error {
                 Some(e) => format!("AllocationFailed: {e}"),
                 None => "IPAllocated".to_string(),
             };
-            [r.service.clone(), r.pool.clone().unwrap_or_else(|| "-".into()), ips, status]
+            [
+                r.service.clone(),
+                r.pool.clone().unwrap_or_else(|| "-".into()),
+                ips,
+                status,
+            ]
         })
         .collect();
     let header = ["SERVICE", "POOL", "IPS", "STATUS"].map(String::from);
@@ -99,8 +110,13 @@ fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     for row in std::iter::once(&header).chain(&cells) {
         let line = format!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
-            row[0], row[1], row[2], row[3],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2]
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
         );
         writeln!(out, "{}", line.trim_end())?;
     }

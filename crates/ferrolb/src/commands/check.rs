@@ -31,7 +31,11 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<ExitCode, Box<dyn std::e
                 .filter(|(n, _)| *n > 0)
                 .map(|(n, k)| format!("{n} {k}"))
                 .collect();
-            let parts = if parts.is_empty() { "no resources".to_string() } else { parts.join(", ") };
+            let parts = if parts.is_empty() {
+                "no resources".to_string()
+            } else {
+                parts.join(", ")
+            };
             let files = if loaded.files == 1 { "file" } else { "files" };
             writeln!(out, "valid: {parts} in {} {files}", loaded.files)?;
             Ok(ExitCode::SUCCESS)

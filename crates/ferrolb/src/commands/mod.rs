@@ -13,13 +13,17 @@ use std::path::Path;
 pub fn load(dir: Option<&Path>) -> Result<Loaded, SourceError> {
     match dir {
         Some(d) => load_dir(d),
-        None => Ok(load_documents(EXAMPLES.iter().map(|(n, t)| (*n, t.as_bytes())))),
+        None => Ok(load_documents(
+            EXAMPLES.iter().map(|(n, t)| (*n, t.as_bytes())),
+        )),
     }
 }
 
 /// Loads and validates: the snapshot and its configuration, or every problem found in
 /// reading and in validating.
-pub fn load_valid(dir: Option<&Path>) -> Result<Result<(Snapshot, Config, Loaded), Vec<Problem>>, SourceError> {
+pub fn load_valid(
+    dir: Option<&Path>,
+) -> Result<Result<(Snapshot, Config, Loaded), Vec<Problem>>, SourceError> {
     let mut loaded = load(dir)?;
     let snapshot = std::mem::take(&mut loaded.snapshot);
     let mut problems = std::mem::take(&mut loaded.problems);

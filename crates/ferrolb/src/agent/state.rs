@@ -1,0 +1,159 @@
+//! What the agent knows, shared with its HTTP endpoints: metrics and status.
+
+use crate::agent::net::L2Stats;
+use crate::metrics::{Exposition, Kind};
+use ferrolb_allocator::ServiceResult;
+use ferrolb_election::L2Plan;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// The agent's state, behind a lock.
+pub type Shared = Arc<Mutex<AgentState>>;
+
+/// The agent's view of the world, as last computed.
+#[derive(Debug, Default)]
+pub struct AgentState {
+    /// This node.
+    pub node: String,
+    /// A valid configuration has been loaded.
+    pub config_loaded: bool,
+    /// The last read of the directory was invalid (the last good configuration stays).
+    pub config_stale: bool,
+    /// The problems of the last invalid read.
+    pub problems: Vec<String>,
+    /// Allocation of every Service that is ours.
+    pub allocations: Vec<ServiceResult>,
+    /// The layer 2 election.
+    pub plan: L2Plan,
+    /// Live members, when membership runs.
+    pub members: Option<BTreeSet<String>>,
+    /// Counters of the layer 2 announcer.
+    pub l2_stats: L2Stats,
+}
+
+/// One Service in `/status`.
+#[derive(Serialize)]
+struct ServiceStatus {
+    service: String,
+    ips: Vec<String>,
+    pool: Option<String>,
+    error: Option<String>,
+    /// Owner of each address in layer 2 mode.
+    announced_by: Vec<(String, String)>,
+}
+
+/// The body of `/status`.
+#[derive(Serialize)]
+struct Status<'a> {
+    node: &'a str,
+    config_loaded: bool,
+    config_stale: bool,
+    problems: &'a [String],
+    members: Option<&'a BTreeSet<String>>,
+    services: Vec<ServiceStatus>,
+}
+
+impl AgentState {
+    /// A new state for `node`.
+    pub fn new(node: &str) -> Self {
+        AgentState {
+            node: node.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Ready once a configuration is in force.
+    pub fn ready(&self) -> bool {
+        self.config_loaded
+    }
+
+    /// The `/status` document.
+    pub fn status_json(&self) -> String {
+        let services = self
+            .allocations
+            .iter()
+            .map(|r| ServiceStatus {
+                service: r.service.to_string(),
+                ips: r.ips.iter().map(ToString::to_string).collect(),
+                pool: r.pool.clone(),
+                error: r.error.as_ref().map(ToString::to_string),
+                announced_by: r
+                    .ips
+                    .iter()
+                    .filter_map(|ip| {
+                        self.plan
+                            .ips
+                            .get(ip)
+                            .map(|p| (ip.to_string(), p.owner().to_string()))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let status = Status {
+            node: &self.node,
+            config_loaded: self.config_loaded,
+            config_stale: self.config_stale,
+            problems: &self.problems,
+            members: self.members.as_ref(),
+            services,
+        };
+        serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The `/metrics` text, with MetalLB's metric names where MetalLB has one.
+    pub fn metrics(&self) -> String {
+        let mut e = Exposition::default();
+        let b = |v: bool| if v { 1.0 } else { 0.0 };
+        e.family(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if the configuration was ever loaded",
+            Kind::Gauge,
+        )
+        .sample(
+            "metallb_k8s_client_config_loaded_bool",
+            &[],
+            b(self.config_loaded),
+        );
+        e.family(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if running on a stale configuration, because the last read was invalid",
+            Kind::Gauge,
+        )
+        .sample(
+            "metallb_k8s_client_config_stale_bool",
+            &[],
+            b(self.config_stale),
+        );
+        e.family(
+            "metallb_speaker_announced",
+            "Services being announced from this node",
+            Kind::Gauge,
+        );
+        for (ip, p) in self.plan.owned_by(&self.node) {
+            for svc in &p.services {
+                let ip = ip.to_string();
+                e.sample(
+                    "metallb_speaker_announced",
+                    &[
+                        ("ip", &ip),
+                        ("node", &self.node),
+                        ("protocol", "layer2"),
+                        ("service", svc),
+                    ],
+                    1.0,
+                );
+            }
+        }
+        self.l2_stats.write_metrics(&mut e);
+        if let Some(m) = &self.members {
+            e.family(
+                "ferrolb_membership_members",
+                "Nodes this node sees alive, including itself",
+                Kind::Gauge,
+            )
+            .sample("ferrolb_membership_members", &[], m.len() as f64);
+        }
+        e.finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! ferrolb layer 2 announcer (being written).

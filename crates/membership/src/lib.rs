@@ -1,0 +1,1 @@
+//! ferrolb's membership (work in progress).
