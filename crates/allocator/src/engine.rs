@@ -173,11 +173,17 @@ fn capacity(net: &IpNet, avoid_buggy: bool) -> u128 {
                 // Every /24 inside has one .0 and one .255.
                 size - 2 * (1u128 << (24 - v4.prefix_len()))
             } else {
-                let ends = [v4.network(), v4.broadcast()];
-                size - ends
+                // Within one /24: at most its .0 (the network) and its .255 (the
+                // broadcast), which are one address for a /32.
+                let mut ends = vec![v4.network()];
+                if v4.broadcast() != v4.network() {
+                    ends.push(v4.broadcast());
+                }
+                let buggy = ends
                     .iter()
                     .filter(|a| matches!(a.octets()[3], 0 | 255))
-                    .count() as u128
+                    .count();
+                size.saturating_sub(buggy as u128)
             }
         }
         _ => size,
@@ -425,12 +431,10 @@ impl Allocator {
         let Some(slot) = self.pools[pool].space(family).slots.get(&a) else {
             return Ok(());
         };
-        let mut others = slot
-            .holders
-            .iter()
-            .filter(|h| **h != req.service)
-            .peekable();
-        let Some(first) = others.peek().copied() else {
+        // The holder named in an error is the first by namespace/name among those in the
+        // way, so that the error depends only on who holds the address, not on when.
+        let others = slot.holders.iter().filter(|h| **h != req.service);
+        let Some(first) = others.clone().min() else {
             return Ok(());
         };
         let in_use = |holder: &ServiceKey, reason| AllocationError::IpInUse {
@@ -458,12 +462,13 @@ impl Allocator {
         if theirs.backend != ours.backend {
             return Err(in_use(first, SharingConflict::DifferentBackend));
         }
-        for holder in others {
-            if let Some(port) = self.common_port(holder, req) {
-                return Err(in_use(holder, SharingConflict::PortInUse(port)));
-            }
+        let clash = others
+            .filter_map(|h| Some((h, self.common_port(h, req)?)))
+            .min_by(|x, y| x.0.cmp(y.0));
+        match clash {
+            Some((holder, port)) => Err(in_use(holder, SharingConflict::PortInUse(port))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A port both the holder and the requesting Service use.
@@ -549,9 +554,15 @@ impl Allocator {
 
     /// New addresses for a Service that holds none.
     fn allocate_new(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
+        let (pool, addrs) = self.plan_new(req)?;
+        Ok(self.commit(pool, req, addrs))
+    }
+
+    /// The addresses a Service that holds none would get now, or why it gets none.
+    /// Changes nothing.
+    pub(crate) fn plan_new(&self, req: &Request) -> Result<(usize, Picked), AllocationError> {
         if !req.requested_ips.is_empty() {
-            let (pool, addrs) = self.check_claim(req, &req.requested_ips)?;
-            return Ok(self.commit(pool, req, addrs));
+            return self.check_claim(req, &req.requested_ips);
         }
         if let Some(name) = &req.pool {
             let pool = *self
@@ -575,7 +586,7 @@ impl Allocator {
             let addrs = self
                 .pick_in_pool(pool, req)
                 .ok_or_else(|| AllocationError::NoAvailableIpsInPool(name.clone()))?;
-            return Ok(self.commit(pool, req, addrs));
+            return Ok((pool, addrs));
         }
         let pinned: Vec<usize> = self
             .pinned
@@ -586,18 +597,27 @@ impl Allocator {
         let picked = self
             .pick_from_list(&pinned, req)
             .or_else(|| self.pick_from_list(&self.fallback, req));
-        if let Some((pool, addrs)) = picked {
-            return Ok(self.commit(pool, req, addrs));
+        if let Some(picked) = picked {
+            return Ok(picked);
         }
-        let mut candidates = pinned.iter().chain(&self.fallback).map(|&p| &self.pools[p]);
+        // Say why when the configuration itself cannot serve the Service; "no available
+        // IPs" when there is no pool for it at all or its pools are full.
+        let candidates: Vec<&PoolState> = pinned
+            .iter()
+            .chain(&self.fallback)
+            .map(|&p| &self.pools[p])
+            .collect();
         let primary = req.primary();
         Err(match req.policy {
+            _ if candidates.is_empty() => AllocationError::NoAvailableIps,
             FamilyPolicy::RequireDualStack
-                if !candidates.any(|p| p.has(Family::V4) && p.has(Family::V6)) =>
+                if !candidates
+                    .iter()
+                    .any(|p| p.has(Family::V4) && p.has(Family::V6)) =>
             {
                 AllocationError::NoDualStackPool
             }
-            FamilyPolicy::SingleStack if !candidates.any(|p| p.has(primary)) => {
+            FamilyPolicy::SingleStack if !candidates.iter().any(|p| p.has(primary)) => {
                 AllocationError::NoPoolForFamily(primary)
             }
             _ => AllocationError::NoAvailableIps,

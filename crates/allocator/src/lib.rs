@@ -115,13 +115,13 @@ struct Entry<'a> {
 
 /// Allocates addresses to every Service of the snapshot that is ours (see [`is_ours`]).
 ///
-/// Services that already hold addresses — in `previous` (what the last run gave them),
-/// else in `status.loadBalancer.ingress` — keep them while they are still valid for
-/// the Service, and are placed first; then PreferDualStack Services holding one family
-/// get the other when their pool has one; then every other Service gets new addresses.
-/// Within each step Services go by `metadata.creationTimestamp` (missing ones last), then
-/// namespace and name. So adding or removing a Service never moves another one's
-/// addresses, and allocating again from the result (`outcome.assignments()` as
+/// Services that already hold addresses keep them while they are still valid for the
+/// Service, and are placed first: those in `previous` (what the last run gave them),
+/// then those in `status.loadBalancer.ingress`. Then PreferDualStack Services holding one
+/// family get the other when their pool has one free; then every other Service gets new
+/// addresses. Within each step Services go by `metadata.creationTimestamp` (missing ones
+/// last), then namespace and name. So adding or removing a Service never moves another
+/// one's addresses, and allocating again from the result (`outcome.assignments()` as
 /// `previous`) gives the same result.
 pub fn allocate(
     config: &Config,
@@ -174,30 +174,23 @@ pub fn allocate(
     let mut allocator = Allocator::new(config);
 
     // 1. Services holding addresses keep them while they are valid: first what the last
-    //    run gave them, else what their status says.
-    for &i in &order {
-        let entry = &mut entries[i];
-        let Ok(request) = &entry.request else {
-            continue;
-        };
-        let status_check =
-            (!entry.status.is_empty()).then(|| allocator.check_keep(request, &entry.status));
-        if let Some(Err(e)) = &status_check {
-            entry.warnings.push(format!(
-                "status IP(s) {} cannot be kept: {}",
-                error::ip_list(&entry.status),
-                reason_for_warning(e)
-            ));
-        }
-        let status = matches!(status_check, Some(Ok(()))).then_some(&entry.status);
-        for ips in previous.get(&entry.key).into_iter().chain(status) {
-            if ips.is_empty() {
+    //    run gave them, then (for the others) what their status says.
+    for from_status in [false, true] {
+        for &i in &order {
+            let entry = &mut entries[i];
+            let (false, Ok(request)) = (entry.kept, &entry.request) else {
                 continue;
-            }
-            if let Ok(assignment) = allocator.keep(request, ips) {
+            };
+            let held = if from_status {
+                Some(&entry.status)
+            } else {
+                previous.get(&entry.key)
+            };
+            if let Some(ips) = held.filter(|ips| !ips.is_empty())
+                && let Ok(assignment) = allocator.keep(request, ips)
+            {
                 entry.kept = true;
                 entry.result = Some(Ok(assignment));
-                break;
             }
         }
     }
@@ -222,6 +215,38 @@ pub fn allocate(
             Ok(request) => allocator.assign(request),
             Err(e) => Err(e.clone()),
         });
+    }
+
+    // 4. Say why Services got nothing and why status addresses were not kept, against
+    //    the final state (a Service that failed at its turn fails against it too, as
+    //    addresses only get taken during a run), so that allocating again from this
+    //    outcome gives the same errors and warnings.
+    for entry in &mut entries {
+        let Ok(request) = &entry.request else {
+            continue;
+        };
+        if let Some(Err(_)) = &entry.result
+            && let Err(e) = allocator.plan_new(request)
+        {
+            entry.result = Some(Err(e));
+        }
+        let mut now: Vec<IpAddr> = allocator
+            .assignment(&entry.key)
+            .map(|a| a.ips.clone())
+            .unwrap_or_default();
+        let mut status = entry.status.clone();
+        now.sort();
+        status.sort();
+        if status.is_empty() || status == now {
+            continue;
+        }
+        if let Err(e) = allocator.check_keep(request, &entry.status) {
+            entry.warnings.push(format!(
+                "status IP(s) {} cannot be kept: {}",
+                error::ip_list(&entry.status),
+                reason_for_warning(&e)
+            ));
+        }
     }
 
     let mut results: Vec<ServiceResult> = entries

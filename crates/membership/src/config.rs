@@ -83,11 +83,13 @@ pub enum LiveSet {
 /// [`Timing::validate`] checks the result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Timing {
-    /// How often this node probes one member (SWIM protocol period).
+    /// How often this node starts a probe of one member (SWIM protocol period).
     pub probe_interval: Duration,
-    /// How long to wait for a direct ack before asking helpers for indirect probes; the
-    /// indirect probes have until the end of the probe interval.
+    /// How long to wait for a direct ack before asking helpers for indirect probes.
     pub probe_timeout: Duration,
+    /// How long a probe has in all (direct and indirect) before its target becomes
+    /// suspect. May exceed `probe_interval`: probes then overlap.
+    pub probe_deadline: Duration,
     /// How many helpers an indirect probe asks (SWIM's k).
     pub indirect_probes: usize,
     /// The shortest suspicion timeout, for clusters of up to 10 nodes; it grows with
@@ -118,12 +120,14 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The `default` profile: probe every 100 ms, direct timeout 40 ms, 3 indirect
-    /// probes, suspicion 200-400 ms (Lifeguard), gossip every 50 ms.
+    /// The `default` profile: a probe starts every 50 ms, each with a direct timeout of
+    /// 40 ms and 100 ms in all (3 indirect probes), suspicion 200-400 ms (Lifeguard),
+    /// gossip every 50 ms.
     pub fn fast() -> Timing {
         Timing {
-            probe_interval: Duration::from_millis(100),
+            probe_interval: Duration::from_millis(50),
             probe_timeout: Duration::from_millis(40),
+            probe_deadline: Duration::from_millis(100),
             indirect_probes: 3,
             suspicion_timeout: Duration::from_millis(200),
             suspicion_max_multiplier: 2,
@@ -138,12 +142,14 @@ impl Timing {
         }
     }
 
-    /// The `conservative` profile: memberlist's LAN timing (probe 1 s, timeout 500 ms,
-    /// suspicion 4 s × log10(n), up to 6 × that without confirmations, gossip 200 ms).
+    /// The `conservative` profile: memberlist's LAN timing (probe every 1 s, direct
+    /// timeout 500 ms, 1 s in all, suspicion 4 s × log10(n), up to 6 × that without
+    /// confirmations, gossip 200 ms).
     pub fn conservative() -> Timing {
         Timing {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            probe_deadline: Duration::from_secs(1),
             indirect_probes: 3,
             suspicion_timeout: Duration::from_secs(4),
             suspicion_max_multiplier: 6,
@@ -168,6 +174,7 @@ impl Timing {
         let positive = [
             ("probe_interval", self.probe_interval),
             ("probe_timeout", self.probe_timeout),
+            ("probe_deadline", self.probe_deadline),
             ("suspicion_timeout", self.suspicion_timeout),
             ("gossip_interval", self.gossip_interval),
             ("rejoin_interval", self.rejoin_interval),
@@ -178,10 +185,10 @@ impl Timing {
                 return Err(ConfigError::Timing(format!("{name} must be positive")));
             }
         }
-        if self.probe_timeout >= self.probe_interval {
+        if self.probe_timeout >= self.probe_deadline {
             return Err(ConfigError::Timing(format!(
-                "probe_timeout ({:?}) must be shorter than probe_interval ({:?})",
-                self.probe_timeout, self.probe_interval
+                "probe_timeout ({:?}) must be shorter than probe_deadline ({:?})",
+                self.probe_timeout, self.probe_deadline
             )));
         }
         if self.suspicion_max_multiplier == 0 {
@@ -220,7 +227,7 @@ mod tests {
             Err(ConfigError::Profile(_))
         ));
         let mut t = Timing::fast();
-        t.probe_timeout = t.probe_interval;
+        t.probe_timeout = t.probe_deadline;
         assert!(t.validate().is_err());
     }
 }

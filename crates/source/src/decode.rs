@@ -30,7 +30,8 @@ pub enum Decoded {
 /// Decodes one manifest and adds it to the snapshot. Kinds ferrolb does not read are
 /// skipped. A manifest that does not fit its kind's schema is a [`Problem`] naming the
 /// object and the field path.
-pub fn decode_object(value: Value, snapshot: &mut Snapshot) -> Result<Decoded, Problem> {
+pub fn decode_object(mut value: Value, snapshot: &mut Snapshot) -> Result<Decoded, Problem> {
+    ferrolb_model::crd::fill_optional_spec(&mut value);
     let Value::Object(map) = &value else {
         return Err(Problem {
             object: "manifest".into(),

@@ -147,3 +147,19 @@ fn follows_file_symlinks_like_a_configmap_mount() {
         "read once, through the link"
     );
 }
+
+#[test]
+fn spec_may_be_left_out_where_every_field_is_optional() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "x.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: all}\nspec:\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\n",
+    );
+    let loaded = load_dir(d.path()).unwrap();
+    assert_eq!(loaded.snapshot.l2_advertisements.len(), 1);
+    assert_eq!(loaded.snapshot.bgp_advertisements.len(), 1);
+    // A pool without spec has no addresses: still an error.
+    assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
+    assert!(loaded.problems[0].to_string().starts_with("IPAddressPool/p: missing field `spec`"));
+}

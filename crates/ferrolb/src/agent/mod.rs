@@ -82,7 +82,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if !args.no_local_routes {
         LocalAddresses::flush_stale().await;
     }
-    let mut members = net::Members::new(&args);
+    let mut members = net::Members::new();
     let mut l2 = net::Announcer::new();
     let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,13 +108,20 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             _ = sigint.recv() => break,
         }
         if dirty && let Some(f) = &in_force {
-            let owned = recompute(&args, f, &mut previous, &members.live(), &shared);
-            l2.set_owned(owned.clone());
+            let mut owned = recompute(&args, f, &mut previous, &members.live(), &shared);
+            if !members.may_announce() {
+                owned.clear();
+            }
+            l2.set_owned(owned.clone()).await;
             if !args.no_local_routes {
                 local.sync(&owned.keys().copied().collect()).await;
             }
         }
-        shared.lock().expect("state lock").l2_stats = l2.stats();
+        {
+            let mut st = shared.lock().expect("state lock");
+            st.l2_stats = l2.stats();
+            st.membership = members.stats();
+        }
     }
 
     // Hand over: tell the others we leave, so the successors take over at once, keep
@@ -122,7 +129,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     info!("shutting down: handing over");
     members.leave().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    l2.set_owned(BTreeMap::new());
+    l2.set_owned(BTreeMap::new()).await;
     l2.shutdown().await;
     if !args.no_local_routes {
         local.sync(&BTreeSet::new()).await;

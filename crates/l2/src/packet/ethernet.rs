@@ -111,13 +111,23 @@ mod tests {
 
     #[test]
     fn build_pads_and_round_trips() {
-        let f = build(MacAddr::BROADCAST, MacAddr([2; 6]), EtherType::ARP, &[1, 2, 3]);
+        let f = build(
+            MacAddr::BROADCAST,
+            MacAddr([2; 6]),
+            EtherType::ARP,
+            &[1, 2, 3],
+        );
         assert_eq!(f.len(), MIN_FRAME_LEN);
         let p = EthernetFrame::parse(&f).unwrap();
         assert_eq!(p.ethertype, EtherType::ARP);
         assert_eq!(p.payload.get(..3), Some(&[1u8, 2, 3][..]));
         assert!(p.payload.get(3..).unwrap().iter().all(|&b| b == 0));
-        let long = build(MacAddr::BROADCAST, MacAddr([2; 6]), EtherType::IPV6, &[7; 100]);
+        let long = build(
+            MacAddr::BROADCAST,
+            MacAddr([2; 6]),
+            EtherType::IPV6,
+            &[7; 100],
+        );
         assert_eq!(long.len(), HEADER_LEN + 100);
     }
 }

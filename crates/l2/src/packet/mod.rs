@@ -10,7 +10,7 @@ pub mod ethernet;
 pub mod ndp;
 
 pub use arp::{ArpOperation, ArpPacket};
-pub use ethernet::{EthernetFrame, EtherType};
+pub use ethernet::{EtherType, EthernetFrame};
 pub use ndp::{
     Icmpv6Type, Ipv6Packet, NdpMessage, NdpPacket, NeighborAdvertisement, NeighborSolicitation,
 };
@@ -191,11 +191,14 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], PacketError> {
-        let (head, tail) = self.rest.split_at_checked(n).ok_or(PacketError::Truncated {
-            what: self.what,
-            need: n,
-            have: self.rest.len(),
-        })?;
+        let (head, tail) = self
+            .rest
+            .split_at_checked(n)
+            .ok_or(PacketError::Truncated {
+                what: self.what,
+                need: n,
+                have: self.rest.len(),
+            })?;
         self.rest = tail;
         Ok(head)
     }

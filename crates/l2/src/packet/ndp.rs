@@ -77,10 +77,12 @@ impl<'a> Ipv6Packet<'a> {
         let src = Ipv6Addr::from(r.array::<16>()?);
         let dst = Ipv6Addr::from(r.array::<16>()?);
         let available = r.remaining();
-        let payload = r.take(payload_len).map_err(|_| PacketError::Ipv6PayloadLength {
-            declared: payload_len,
-            available,
-        })?;
+        let payload = r
+            .take(payload_len)
+            .map_err(|_| PacketError::Ipv6PayloadLength {
+                declared: payload_len,
+                available,
+            })?;
         Ok(Ipv6Packet {
             next_header,
             hop_limit,
@@ -379,13 +381,14 @@ fn link_layer_option(mut options: &[u8], wanted: u8) -> Result<Option<MacAddr>, 
             return Err(PacketError::OptionLengthZero(kind));
         }
         let size = usize::from(units) * 8;
-        let (option, rest) = options
-            .split_at_checked(size)
-            .ok_or(PacketError::OptionTruncated {
-                kind,
-                need: size,
-                have: options.len(),
-            })?;
+        let (option, rest) =
+            options
+                .split_at_checked(size)
+                .ok_or(PacketError::OptionTruncated {
+                    kind,
+                    need: size,
+                    have: options.len(),
+                })?;
         if kind == wanted && found.is_none() {
             if size != LL_OPTION_LEN {
                 return Err(PacketError::LinkLayerOptionLength(size));
@@ -750,10 +753,7 @@ pub(crate) mod tests {
 
     #[test]
     fn solicited_node_groups() {
-        assert_eq!(
-            solicited_node(ip("2001:db8::200")),
-            ip("ff02::1:ff00:200")
-        );
+        assert_eq!(solicited_node(ip("2001:db8::200")), ip("ff02::1:ff00:200"));
         assert!(is_solicited_node(ip("ff02::1:ffab:cdef")));
         assert!(!is_solicited_node(ip("ff02::1")));
         assert!(!is_solicited_node(ip("ff02::2:ff00:1")));

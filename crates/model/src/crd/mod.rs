@@ -35,6 +35,33 @@ use kube::CustomResourceExt;
 /// The API group of every resource here.
 pub const GROUP: &str = "metallb.io";
 
+/// Kinds whose `spec` may be left out (every field of it is optional), as MetalLB's CRDs
+/// allow: `kind: L2Advertisement` with only a name announces every pool.
+pub const SPEC_OPTIONAL: &[&str] = &[
+    "BFDProfile",
+    "BGPAdvertisement",
+    "Community",
+    "ConfigurationState",
+    "L2Advertisement",
+    "ServiceBGPStatus",
+    "ServiceL2Status",
+];
+
+/// Gives an object of a [`SPEC_OPTIONAL`] kind an empty `spec` when it has none, so it
+/// decodes (the derived types need one). Other objects are left alone.
+pub fn fill_optional_spec(object: &mut serde_json::Value) {
+    let kind = object.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    if !SPEC_OPTIONAL.contains(&kind) {
+        return;
+    }
+    if let Some(map) = object.as_object_mut() {
+        let spec = map.entry("spec").or_insert(serde_json::Value::Null);
+        if spec.is_null() {
+            *spec = serde_json::Value::Object(Default::default());
+        }
+    }
+}
+
 /// Every CRD ferrolb reads or writes, in a stable order (by plural name). `BGPPeer` carries
 /// both versions, `v1beta2` stored.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
@@ -55,6 +82,16 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ServiceBGPStatus::crd(),
         ServiceL2Status::crd(),
     ];
+    for crd in &mut crds {
+        if SPEC_OPTIONAL.contains(&crd.spec.names.kind.as_str()) {
+            for version in &mut crd.spec.versions {
+                let schema = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut());
+                if let Some(required) = schema.and_then(|s| s.required.as_mut()) {
+                    required.retain(|r| r != "spec");
+                }
+            }
+        }
+    }
     crds.sort_by(|a, b| a.spec.names.plural.cmp(&b.spec.names.plural));
     crds
 }
