@@ -162,7 +162,8 @@ impl Responder {
     }
 
     /// Counters per address (every address ever answered for; released ones keep their
-    /// counts, like Prometheus counters).
+    /// counts, like Prometheus counters). `gratuitous_sent` is 0 here: the
+    /// [`crate::GratuitousScheduler`] counts those.
     pub fn counters(&self) -> &BTreeMap<IpAddr, IpStats> {
         &self.counters
     }

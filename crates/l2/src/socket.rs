@@ -10,7 +10,7 @@
 use crate::packet::MacAddr;
 use socket2::{Domain, SockFilter, Socket, Type};
 use std::io;
-use std::mem::{MaybeUninit, size_of};
+use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 /// What a socket carries.
@@ -97,13 +97,16 @@ fn cvt(rc: libc::c_int) -> io::Result<()> {
 }
 
 fn sockaddr_ll(ifindex: u32, protocol: u16) -> io::Result<libc::sockaddr_ll> {
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-    sll.sll_protocol = protocol.to_be();
-    sll.sll_ifindex = libc::c_int::try_from(ifindex)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
-    Ok(sll)
+    Ok(libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: protocol.to_be(),
+        sll_ifindex: libc::c_int::try_from(ifindex)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    })
 }
 
 impl PacketSocket {
@@ -193,10 +196,11 @@ impl PacketSocket {
         self.membership(mac, libc::PACKET_DROP_MEMBERSHIP)
     }
 
-    /// Receives one frame into `buf`. `Ok(None)`: a frame this host sent, skipped.
+    /// Receives one frame into `buf`. `Ok(None)`: a frame skipped because this host sent
+    /// it or because it arrived on another interface (a VLAN device on top of this one).
     /// A frame longer than `buf` is cut to its length. `WouldBlock` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut from = MaybeUninit::<libc::sockaddr_ll>::zeroed();
+        let mut from = sockaddr_ll(0, 0)?;
         let mut from_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `from` is valid for
         // `from_len` bytes and the kernel writes at most that much; the descriptor is open.
@@ -206,14 +210,19 @@ impl PacketSocket {
                 buf.as_mut_ptr().cast::<libc::c_void>(),
                 buf.len(),
                 0,
-                from.as_mut_ptr().cast::<libc::sockaddr>(),
+                (&raw mut from).cast::<libc::sockaddr>(),
                 &mut from_len,
             )
         };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        // SAFETY: zero-initialised above and possibly filled by the kernel: initialised.
-        let from = unsafe { from.assume_init() };
         if from.sll_pkttype == libc::PACKET_OUTGOING {
+            return Ok(None);
+        }
+        // A socket bound to `eth0` is also handed frames that arrived on a VLAN device on
+        // top of it (`eth0.100`, after untagging: the kernel delivers to the original
+        // device's handlers too), reported with the VLAN device's index. Answering those
+        // here would reply untagged, on the wrong network.
+        if u32::try_from(from.sll_ifindex).ok() != Some(self.ifindex) {
             return Ok(None);
         }
         Ok(Some(n.min(buf.len())))

@@ -28,13 +28,16 @@ use tracing::{debug, info, trace, warn};
 const RECV_BUFFER: usize = 65_600;
 /// How long a send may wait for the socket to become writable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Shortest interface rescan interval honoured.
+const MIN_RESCAN_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause after a receive error, so a persistent error does not spin.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How the announcer runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnnouncerConfig {
-    /// How often interfaces are listed again (MetalLB: 10 s). Interfaces that appear,
+    /// How often interfaces are listed again (MetalLB: 10 s; at least 50 ms). Interfaces
+    /// that appear,
     /// disappear or change MAC are picked up then, and on every
     /// [`L2Handle::set_owned`].
     pub rescan_interval: Duration,
@@ -233,6 +236,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 impl Runner {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // A zero interval would spin.
+        self.config.rescan_interval = self.config.rescan_interval.max(MIN_RESCAN_INTERVAL);
         self.rescan();
         let mut rescan_at = Instant::now() + self.config.rescan_interval;
         loop {
@@ -248,6 +253,9 @@ impl Runner {
                         let _ = reply.send(lock(&self.shared).status.clone());
                     }
                     Some(Command::Shutdown(reply)) => {
+                        // Refuse further commands before answering, so the caller sees
+                        // the task as stopped once `shutdown` returns.
+                        commands.close();
                         self.stop().await;
                         let _ = reply.send(());
                         return;
@@ -260,27 +268,25 @@ impl Runner {
                 () = sleep_until_opt(gratuitous_at) => self.send_gratuitous().await,
                 () = tokio::time::sleep_until(rescan_at.into()) => {
                     rescan_at = Instant::now() + self.config.rescan_interval;
-                    if self.rescan() {
-                        self.apply();
-                        self.send_gratuitous().await;
-                    }
+                    // Applied even when no link changed, to retry sockets that failed.
+                    self.rescan();
+                    self.apply();
+                    self.send_gratuitous().await;
                 }
             }
         }
     }
 
-    /// Lists the links again; whether anything changed.
-    fn rescan(&mut self) -> bool {
+    /// Lists the links again (keeping the previous list when that fails).
+    fn rescan(&mut self) {
         match interfaces::discover() {
             Ok(links) => {
-                let changed = links != self.links;
+                if links != self.links {
+                    debug!(count = links.len(), "interfaces changed");
+                }
                 self.links = links;
-                changed
             }
-            Err(e) => {
-                warn!(error = %e, "listing interfaces failed; keeping the previous list");
-                false
-            }
+            Err(e) => warn!(error = %e, "listing interfaces failed; keeping the previous list"),
         }
     }
 

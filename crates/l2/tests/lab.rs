@@ -109,22 +109,15 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-/// `arping -c 1` from `host`: the MACs of the replies it printed, in order.
+/// `arping -c 1` from `host`'s eth0: the MACs of the replies it printed, in order.
 fn arping(lab: &Lab, host: &str, ip: Ipv4Addr) -> Vec<String> {
+    arping_on(lab, host, "eth0", ip)
+}
+
+fn arping_on(lab: &Lab, host: &str, dev: &str, ip: Ipv4Addr) -> Vec<String> {
+    let ip = ip.to_string();
     let out = lab
-        .exec(
-            host,
-            &[
-                "arping",
-                "-c",
-                "1",
-                "-w",
-                "1",
-                "-I",
-                "eth0",
-                &ip.to_string(),
-            ],
-        )
+        .exec(host, &["arping", "-c", "1", "-w", "1", "-I", dev, &ip])
         .expect("arping runs");
     let t = text(&out);
     t.lines()
@@ -521,8 +514,14 @@ fn gratuitous_announcements_update_existing_neighbour_entries() {
         neigh(&lab, "client", IpAddr::V6(VIP6))
     );
 
-    // The first burst went out before set_owned returned; the rest within ~2 s.
-    std::thread::sleep(Duration::from_millis(2300));
+    // The first burst went out before set_owned returned; the other four within ~2 s:
+    // 5 x (request + reply) for IPv4, 5 advertisements for IPv6, then nothing more.
+    let sent = |ip: IpAddr| node.handle.stats().ips[&ip].gratuitous_sent;
+    let all_sent = wait_for(Duration::from_secs(5), || {
+        sent(IpAddr::V4(VIP4)) >= 10 && sent(IpAddr::V6(VIP6)) >= 5
+    });
+    eprintln!("all bursts sent after {:?}", all_sent.map(|_| t0.elapsed()));
+    std::thread::sleep(Duration::from_millis(500));
     let stats = node.handle.stats();
     assert_eq!(
         stats.ips[&IpAddr::V4(VIP4)].gratuitous_sent,
@@ -670,4 +669,57 @@ fn interface_selection_and_shutdown() {
     assert!(!node.handle.is_running());
     assert!(arping(&lab, "client", VIP4).is_empty());
     assert!(block_on(node.handle.set_owned(BTreeMap::new())).is_err());
+}
+
+#[test]
+fn frames_from_a_vlan_on_top_are_not_answered_untagged() {
+    if !lab_available() {
+        return;
+    }
+    let mut lab = Lab::new("l2vlan").unwrap();
+    lab.add_host("client", 10).unwrap();
+    let node_host = lab.add_host("node", 11).unwrap();
+    let node_mac = node_host.mac_string();
+    let probe = lab
+        .exec(
+            "client",
+            &[
+                "ip", "link", "add", "link", "eth0", "name", "vtest", "type", "vlan", "id", "7",
+            ],
+        )
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!(
+            "skipping: this kernel cannot make VLAN devices (8021q): {}",
+            text(&probe).trim()
+        );
+        return;
+    }
+    lab.exec_ok("client", &["ip", "link", "del", "vtest"])
+        .unwrap();
+    for (host, octet) in [("client", 10), ("node", 11)] {
+        let addr = format!("203.0.113.{octet}/24");
+        for cmd in [
+            vec![
+                "ip", "link", "add", "link", "eth0", "name", "eth0.100", "type", "vlan", "id",
+                "100",
+            ],
+            vec!["ip", "addr", "add", &addr, "dev", "eth0.100"],
+            vec!["ip", "link", "set", "eth0.100", "up"],
+        ] {
+            lab.exec_ok(host, &cmd).unwrap();
+        }
+    }
+    let node = Node::start(&node_host);
+    let v4 = IpAddr::V4(VIP4);
+    let status = node.set(BTreeMap::from([(v4, Interfaces::named(["eth0"]))]));
+    assert_eq!(status[&v4].interfaces, ["eth0"]);
+
+    assert_eq!(arping(&lab, "client", VIP4), [node_mac.as_str()]);
+    // Tagged with VLAN 100, the request also reaches the socket bound to the node's
+    // eth0 (the kernel hands untagged VLAN frames to the parent's handlers too); it must
+    // not be taken as a request on eth0.
+    assert!(arping_on(&lab, "client", "eth0.100", VIP4).is_empty());
+    let s = node.handle.stats().ips[&v4];
+    assert_eq!((s.requests_received, s.responses_sent), (1, 1), "{s:?}");
 }

@@ -11,6 +11,8 @@
 
 #![warn(missing_docs)]
 
+pub mod probe;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -232,7 +232,9 @@ fn run_soak(args: &Args) -> i32 {
     let since = wall_ms();
     let start = Instant::now();
     while start.elapsed() < args.duration {
-        std::thread::sleep(Duration::from_secs(10).min(args.duration.saturating_sub(start.elapsed())));
+        std::thread::sleep(
+            Duration::from_secs(10).min(args.duration.saturating_sub(start.elapsed())),
+        );
         let downs: usize = logs.values().map(|l| tally(l, since).downs.len()).sum();
         let suspected: usize = logs.values().map(|l| tally(l, since).suspected).sum();
         eprintln!(

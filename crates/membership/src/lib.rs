@@ -25,7 +25,29 @@
 //!   with ChaCha20-Poly1305; no serde/bincode in the packet path.
 //! - No MPL-2.0 dependency in an Apache-2.0 project.
 //!
-//! The core is about 1000 lines; the protocol is described in [`core`].
+//! The core is about 1500 lines (with its docs and unit tests) in small files; the protocol is described in [`core`].
+//!
+//! # Timing
+//!
+//! | | `default` | `conservative` (≈ memberlist LAN) |
+//! |---|---|---|
+//! | probe started every | 50 ms | 1 s |
+//! | direct ack timeout, then 3 indirect probes | 40 ms | 500 ms |
+//! | no ack at all: suspect after | 100 ms | 1 s |
+//! | suspicion (≤ 10 nodes; × log10 n beyond) | 200 ms, 400 ms unconfirmed | 4 s, 24 s unconfirmed |
+//! | gossip round | 50 ms, 3 members | 200 ms, 3 members |
+//! | rejoin of absent seeds / anti-entropy | 1 s / 10 s | 5 s / 30 s |
+//!
+//! Measured with the default profile: in simulation (3, 5 and 8 nodes, 120 kills at
+//! random phases) every survivor declares a killed node down after 300-450 ms (median
+//! about 335 ms); in the lab (real UDP between namespaces), a cut link is seen in about
+//! 320-350 ms and a leave in about 1 ms. No live node was declared dead at 10 % random
+//! loss (nor at 20 or 30 %) in simulation, nor under full CPU load with 5 % loss in the
+//! lab. The crate's README has the numbers and how to reproduce them.
+//!
+//! Each node sends about 40 datagrams a second in the default profile (a ping and an
+//! ack each way per probe), whatever the cluster size: SWIM's load per node is
+//! constant.
 //!
 //! # Layers
 //!
@@ -48,5 +70,5 @@ pub use crate::core::{
     Core, CoreConfig, CoreStats, DownReason, Event, MemberCounts, MemberInfo, Transmit,
 };
 pub use crate::crypto::{Keyring, OpenError};
-pub use crate::transport::{Config, Membership, Stats, StartError, DEFAULT_PORT};
+pub use crate::transport::{Config, DEFAULT_PORT, Membership, StartError, Stats};
 pub use crate::wire::{Status, WireError};

@@ -513,7 +513,10 @@ mod tests {
             Err(WireError::Name),
             "empty name"
         );
-        assert_eq!(Packet::decode(&[1, 6, 1, b'\n', 0, 0]), Err(WireError::Name));
+        assert_eq!(
+            Packet::decode(&[1, 6, 1, b'\n', 0, 0]),
+            Err(WireError::Name)
+        );
         assert_eq!(Packet::decode(&[1, 6, 1, 0xff, 0, 0]), Err(WireError::Name));
         // A huge update count with nothing behind it.
         assert_eq!(

@@ -22,11 +22,14 @@ struct Node {
     lives: u64,
 }
 
+/// A datagram on the wire: (arrival, tie-breaker, destination index, source, bytes).
+type InFlight = (Instant, u64, usize, SocketAddr, Vec<u8>);
+
 struct Net {
     t0: Instant,
     now: Instant,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     rng: Rng,
     /// Probability that a datagram is lost.
@@ -86,7 +89,8 @@ impl Net {
         let mut c = CoreConfig::new(node.name.clone(), node.addr);
         c.timing = self.timing.clone();
         // As the transport does with the wall clock: a later life counts higher.
-        c.incarnation = node.lives * 1_000_000 + self.now.duration_since(self.t0).as_millis() as u64;
+        c.incarnation =
+            node.lives * 1_000_000 + self.now.duration_since(self.t0).as_millis() as u64;
         c.seed = self.rng.next_u64();
         let mut core = Core::new(c, self.now).unwrap();
         core.set_seeds(&seeds, self.now);
@@ -97,10 +101,6 @@ impl Net {
 
     fn kill(&mut self, i: usize) {
         self.nodes[i].core = None;
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now.duration_since(self.t0)
     }
 
     fn reachable(&self, a: usize, b: usize) -> bool {
@@ -258,7 +258,11 @@ impl Net {
                 Event::Down {
                     name,
                     reason: DownReason::Failed,
-                } => Some((t.duration_since(self.t0), self.nodes[*o].name.clone(), name.clone())),
+                } => Some((
+                    t.duration_since(self.t0),
+                    self.nodes[*o].name.clone(),
+                    name.clone(),
+                )),
                 _ => None,
             })
             .collect()
@@ -315,7 +319,10 @@ fn a_killed_node_is_down_within_500ms() {
                     times.push(t.duration_since(killed));
                 }
             }
-            assert!(net.false_deaths(net.t0).len() == n - 1, "only the victim died");
+            assert!(
+                net.false_deaths(net.t0).len() == n - 1,
+                "only the victim died"
+            );
         }
     }
     times.sort();
@@ -329,7 +336,10 @@ fn a_killed_node_is_down_within_500ms() {
         times[times.len() - 1]
     );
     worst.sort();
-    eprintln!("slowest runs (all survivors agree): {:?}", &worst[worst.len() - 5..]);
+    eprintln!(
+        "slowest runs (all survivors agree): {:?}",
+        &worst[worst.len() - 5..]
+    );
     for (took, n, seed) in worst {
         assert!(
             took <= Duration::from_millis(500),
@@ -394,7 +404,10 @@ fn a_restarted_node_rejoins_at_once() {
     net.run_for(Duration::from_millis(300));
     net.start(2);
     let took = net.converge(&all(4), &all(4), Duration::from_secs(1));
-    assert!(took <= Duration::from_millis(5), "rejoin after leave took {took:?}");
+    assert!(
+        took <= Duration::from_millis(5),
+        "rejoin after leave took {took:?}"
+    );
     // A quick restart (crash + restart before detection) causes no down event.
     let before = net.now;
     net.kill(3);
@@ -421,7 +434,11 @@ fn a_partition_splits_the_view_and_heals() {
     // Healing kills nobody.
     net.run_for(Duration::from_secs(5));
     assert!(net.all_see(&all(5), &all(5)));
-    assert!(net.false_deaths(healed_at).is_empty(), "{:?}", net.false_deaths(healed_at));
+    assert!(
+        net.false_deaths(healed_at).is_empty(),
+        "{:?}",
+        net.false_deaths(healed_at)
+    );
 }
 
 /// Runs `n` nodes for `secs` simulated seconds at `loss` and returns (false deaths,
@@ -498,7 +515,10 @@ fn stalls_of_a_loaded_host_declare_nobody_dead() {
         .iter()
         .map(|n| n.core.as_ref().unwrap().stats().probes_void)
         .sum();
-    eprintln!("stalls: {} false deaths, {suspicions} suspicions, {void} void probes", deaths.len());
+    eprintln!(
+        "stalls: {} false deaths, {suspicions} suspicions, {void} void probes",
+        deaths.len()
+    );
     assert!(deaths.is_empty(), "{deaths:?}");
 }
 

@@ -161,5 +161,9 @@ fn spec_may_be_left_out_where_every_field_is_optional() {
     assert_eq!(loaded.snapshot.bgp_advertisements.len(), 1);
     // A pool without spec has no addresses: still an error.
     assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
-    assert!(loaded.problems[0].to_string().starts_with("IPAddressPool/p: missing field `spec`"));
+    assert!(
+        loaded.problems[0]
+            .to_string()
+            .starts_with("IPAddressPool/p: missing field `spec`")
+    );
 }

@@ -7,6 +7,15 @@
 //! traffic nor answer ARP for it. The routes carry our own protocol number (251), so
 //! those a crashed agent left behind are found and flushed at start.
 //!
+//! With such a route the kernel would also answer ARP for the address on every interface
+//! (its default `arp_ignore=0`), defeating the L2Advertisement's interface selection and
+//! doubling the answers. So the agent sets `net.ipv4.conf.all.arp_ignore=1` (answer only
+//! for addresses configured on the receiving interface: the node's own) and
+//! `arp_announce=2` (never use a service address as the source of the kernel's own ARP
+//! requests), as kube-proxy's strictARP and LVS direct routing do. ferrolb's responder,
+//! not the kernel, then answers for service addresses. IPv6 needs nothing: the kernel
+//! answers neighbour solicitations only for addresses on the receiving interface.
+//!
 //! On Kubernetes, kube-proxy accepts the traffic instead and this is turned off.
 
 use std::collections::BTreeSet;
@@ -25,6 +34,19 @@ pub struct LocalAddresses {
 }
 
 impl LocalAddresses {
+    /// Makes the kernel leave ARP for service addresses to ferrolb (see the module docs).
+    pub fn strict_arp() {
+        for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+            let path = format!("/proc/sys/net/ipv4/conf/all/{key}");
+            match std::fs::write(&path, value) {
+                Ok(()) => info!("set net.ipv4.conf.all.{key}={value}"),
+                Err(e) => warn!(
+                    "setting net.ipv4.conf.all.{key}={value}: {e}: the kernel may answer ARP for service addresses too"
+                ),
+            }
+        }
+    }
+
     /// Removes every route a previous run left behind.
     pub async fn flush_stale() {
         for family in ["-4", "-6"] {

@@ -80,6 +80,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut previous: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
     let mut local = LocalAddresses::default();
     if !args.no_local_routes {
+        LocalAddresses::strict_arp();
         LocalAddresses::flush_stale().await;
     }
     let mut members = net::Members::new();

@@ -8,10 +8,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrolb_election::Interfaces;
-use ferrolb_model::Snapshot;
-use std::collections::{BTreeMap, BTreeSet};
 use ferrolb_l2::{AnnouncerConfig, L2Announcer, L2Handle, L2Stats};
 use ferrolb_membership::{Config, Membership, Timing};
+use ferrolb_model::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -78,7 +78,14 @@ const SETTLE: Duration = Duration::from_secs(2);
 impl Members {
     /// Not started yet: it needs the Node objects for its address and the seeds.
     pub fn new() -> Self {
-        Members { running: None, live: None, seeds: Vec::new(), started: None, settled: false, warned: false }
+        Members {
+            running: None,
+            live: None,
+            seeds: Vec::new(),
+            started: None,
+            settled: false,
+            warned: false,
+        }
     }
 
     /// Starts membership once this node's address is known, and keeps the seeds in step
@@ -95,8 +102,11 @@ impl Members {
             }
             return false;
         };
-        let seeds: Vec<SocketAddr> =
-            addresses.iter().filter(|(n, _)| **n != args.node).map(|(_, a)| *a).collect();
+        let seeds: Vec<SocketAddr> = addresses
+            .iter()
+            .filter(|(n, _)| **n != args.node)
+            .map(|(_, a)| *a)
+            .collect();
         if let Some(m) = &self.running {
             if seeds != self.seeds {
                 m.set_seeds(seeds.clone());
@@ -115,9 +125,6 @@ impl Members {
         config.seeds = seeds.clone();
         config.timing = timing;
         config.secrets = gossip_secret(snapshot).into_iter().collect();
-        if config.secrets.is_empty() {
-            warn!("no Secret `memberlist` with key `secretkey`: gossip is not encrypted");
-        }
         match Membership::start(config).await {
             Ok(m) => {
                 info!(%own, seeds = seeds.len(), "membership started");
@@ -185,7 +192,9 @@ impl Members {
 fn node_addresses(snapshot: &Snapshot, port: u16) -> BTreeMap<String, SocketAddr> {
     let mut out = BTreeMap::new();
     for node in &snapshot.nodes {
-        let Some(name) = &node.metadata.name else { continue };
+        let Some(name) = &node.metadata.name else {
+            continue;
+        };
         let ips: Vec<IpAddr> = node
             .status
             .as_ref()
@@ -221,7 +230,10 @@ pub struct Announcer {
 impl Announcer {
     /// Starts the announcer (on the current tokio runtime).
     pub fn new() -> Self {
-        Announcer { handle: L2Announcer::spawn(AnnouncerConfig::default()), owned: BTreeMap::new() }
+        Announcer {
+            handle: L2Announcer::spawn(AnnouncerConfig::default()),
+            owned: BTreeMap::new(),
+        }
     }
 
     /// Sets the addresses this node owns; a no-op when unchanged.

@@ -1,9 +1,9 @@
 //! What the agent knows, shared with its HTTP endpoints: metrics and status.
 
-use ferrolb_l2::L2Stats;
 use crate::metrics::{Exposition, Kind};
 use ferrolb_allocator::ServiceResult;
 use ferrolb_election::L2Plan;
+use ferrolb_l2::L2Stats;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -159,9 +159,21 @@ impl AgentState {
 fn write_l2(e: &mut Exposition, stats: &L2Stats) {
     type Get = fn(&ferrolb_l2::IpStats) -> u64;
     let families: [(&str, &str, Get); 3] = [
-        ("metallb_layer2_requests_received", "Number of layer 2 requests received for owned IPs", |s| s.requests_received),
-        ("metallb_layer2_responses_sent", "Number of layer 2 responses sent for owned IPs", |s| s.responses_sent),
-        ("metallb_layer2_gratuitous_sent", "Number of gratuitous layer 2 packets sent for owned IPs", |s| s.gratuitous_sent),
+        (
+            "metallb_layer2_requests_received",
+            "Number of layer 2 requests received for owned IPs",
+            |s| s.requests_received,
+        ),
+        (
+            "metallb_layer2_responses_sent",
+            "Number of layer 2 responses sent for owned IPs",
+            |s| s.responses_sent,
+        ),
+        (
+            "metallb_layer2_gratuitous_sent",
+            "Number of gratuitous layer 2 packets sent for owned IPs",
+            |s| s.gratuitous_sent,
+        ),
     ];
     for (name, help, get) in families {
         e.family(name, help, Kind::Counter);
@@ -169,13 +181,25 @@ fn write_l2(e: &mut Exposition, stats: &L2Stats) {
             e.sample(name, &[("ip", &ip.to_string())], get(s) as f64);
         }
     }
-    e.family("ferrolb_layer2_malformed_packets_total", "Received frames that failed to parse or validate", Kind::Counter)
-        .sample("ferrolb_layer2_malformed_packets_total", &[], stats.malformed as f64);
+    e.family(
+        "ferrolb_layer2_malformed_packets_total",
+        "Received frames that failed to parse or validate",
+        Kind::Counter,
+    )
+    .sample(
+        "ferrolb_layer2_malformed_packets_total",
+        &[],
+        stats.malformed as f64,
+    );
 }
 
 /// Membership state and packet counters.
 fn write_membership(e: &mut Exposition, m: &ferrolb_membership::Stats) {
-    e.family("ferrolb_membership_members", "Members by state, as this node sees them", Kind::Gauge);
+    e.family(
+        "ferrolb_membership_members",
+        "Members by state, as this node sees them",
+        Kind::Gauge,
+    );
     for (state, n) in [
         ("alive", m.members_alive),
         ("suspect", m.members_suspect),
@@ -184,11 +208,31 @@ fn write_membership(e: &mut Exposition, m: &ferrolb_membership::Stats) {
     ] {
         e.sample("ferrolb_membership_members", &[("state", state)], n as f64);
     }
-    e.family("ferrolb_membership_packets_received_total", "Gossip datagrams received", Kind::Counter)
-        .sample("ferrolb_membership_packets_received_total", &[], m.packets_received as f64);
-    e.family("ferrolb_membership_packets_sent_total", "Gossip datagrams sent", Kind::Counter)
-        .sample("ferrolb_membership_packets_sent_total", &[], m.packets_sent as f64);
-    e.family("ferrolb_membership_packets_dropped_total", "Gossip datagrams dropped, by reason", Kind::Counter);
+    e.family(
+        "ferrolb_membership_packets_received_total",
+        "Gossip datagrams received",
+        Kind::Counter,
+    )
+    .sample(
+        "ferrolb_membership_packets_received_total",
+        &[],
+        m.packets_received as f64,
+    );
+    e.family(
+        "ferrolb_membership_packets_sent_total",
+        "Gossip datagrams sent",
+        Kind::Counter,
+    )
+    .sample(
+        "ferrolb_membership_packets_sent_total",
+        &[],
+        m.packets_sent as f64,
+    );
+    e.family(
+        "ferrolb_membership_packets_dropped_total",
+        "Gossip datagrams dropped, by reason",
+        Kind::Counter,
+    );
     for (reason, n) in [
         ("unauthenticated", m.dropped_unauthenticated),
         ("plaintext", m.dropped_plaintext),
@@ -196,6 +240,10 @@ fn write_membership(e: &mut Exposition, m: &ferrolb_membership::Stats) {
         ("unknown_format", m.dropped_unknown_format),
         ("malformed", m.dropped_malformed),
     ] {
-        e.sample("ferrolb_membership_packets_dropped_total", &[("reason", reason)], n as f64);
+        e.sample(
+            "ferrolb_membership_packets_dropped_total",
+            &[("reason", reason)],
+            n as f64,
+        );
     }
 }

@@ -19,11 +19,14 @@ pub fn load(dir: Option<&Path>) -> Result<Loaded, SourceError> {
     }
 }
 
+/// A valid input: the objects read, their configuration, and what the source counted.
+pub type Valid = (Snapshot, Config, Loaded);
+
 /// Loads and validates: the snapshot and its configuration, or every problem found in
 /// reading and in validating.
 pub fn load_valid(
     dir: Option<&Path>,
-) -> Result<Result<(Snapshot, Config, Loaded), Vec<Problem>>, SourceError> {
+) -> Result<Result<Valid, Vec<Problem>>, SourceError> {
     let mut loaded = load(dir)?;
     let snapshot = std::mem::take(&mut loaded.snapshot);
     let mut problems = std::mem::take(&mut loaded.problems);

@@ -1,6 +1,7 @@
 //! Unit tests of single-core behaviour; multi-node behaviour is in tests/sim.rs.
 
 use super::*;
+use crate::wire::Update;
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([198, 51, 100, i], 7946))
@@ -76,10 +77,12 @@ fn suspicion_of_self_is_refuted_straight_back() {
     a.handle_packet(t0, addr(2), &gossip("b", vec![s])).unwrap();
     assert_eq!(a.incarnation(), 11);
     let out = drain(&mut a);
-    assert!(out.iter().any(|(to, p)| *to == addr(2)
-        && p.updates
-            .iter()
-            .any(|u| u.name == "a" && u.incarnation == 11 && u.status == Status::Alive)));
+    assert!(out.iter().any(|(to, p)| {
+        *to == addr(2)
+            && p.updates
+                .iter()
+                .any(|u| u.name == "a" && u.incarnation == 11 && u.status == Status::Alive)
+    }));
     assert_eq!(a.stats().refutations, 1);
 }
 
@@ -91,18 +94,26 @@ fn stale_news_does_not_override_newer() {
         .unwrap();
     let mut dead = alive("b", 2, 4);
     dead.status = Status::Dead;
-    a.handle_packet(t0, addr(3), &gossip("c", vec![dead])).unwrap();
+    a.handle_packet(t0, addr(3), &gossip("c", vec![dead]))
+        .unwrap();
     assert!(a.live_members().contains("b"), "older incarnation ignored");
     let mut left = alive("b", 2, 5);
     left.status = Status::Left;
-    a.handle_packet(t0, addr(2), &gossip("b", vec![left])).unwrap();
+    a.handle_packet(t0, addr(2), &gossip("b", vec![left]))
+        .unwrap();
     assert!(!a.live_members().contains("b"));
     a.handle_packet(t0, addr(2), &gossip("b", vec![alive("b", 2, 5)]))
         .unwrap();
-    assert!(!a.live_members().contains("b"), "same incarnation: left wins");
+    assert!(
+        !a.live_members().contains("b"),
+        "same incarnation: left wins"
+    );
     a.handle_packet(t0, addr(2), &gossip("b", vec![alive("b", 2, 6)]))
         .unwrap();
-    assert!(a.live_members().contains("b"), "a restart is accepted at once");
+    assert!(
+        a.live_members().contains("b"),
+        "a restart is accepted at once"
+    );
 }
 
 #[test]

@@ -85,7 +85,10 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     for crd in &mut crds {
         if SPEC_OPTIONAL.contains(&crd.spec.names.kind.as_str()) {
             for version in &mut crd.spec.versions {
-                let schema = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut());
+                let schema = version
+                    .schema
+                    .as_mut()
+                    .and_then(|s| s.open_api_v3_schema.as_mut());
                 if let Some(required) = schema.and_then(|s| s.required.as_mut()) {
                     required.retain(|r| r != "spec");
                 }
