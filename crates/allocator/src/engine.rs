@@ -3,13 +3,15 @@
 
 use crate::ServiceKey;
 use crate::error::{AllocationError, SharingConflict};
-use crate::request::{Family, FamilyPolicy, Request, Sharing, fit_families};
-use crate::space::Space;
+use crate::fxhash::FxBuildHasher;
+use crate::request::{Family, FamilyPolicy, Port, Request, Sharing, fit_families};
+use crate::space::{ServiceId, Space};
 use ferrolb_model::crd::IPAddressPoolStatus;
 use ferrolb_model::{Config, PoolAllocation};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// The addresses a Service holds and the pool they come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +50,39 @@ impl PoolUsage {
     }
 }
 
-/// Addresses picked for a Service: `(family, address as integer)`.
-type Picked = Vec<(Family, u128)>;
+/// Addresses picked for a Service: one or two `(family, address as integer)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Picked {
+    items: [(Family, u128); 2],
+    len: usize,
+}
+
+impl Picked {
+    fn one(x: (Family, u128)) -> Picked {
+        Picked {
+            items: [x, x],
+            len: 1,
+        }
+    }
+
+    fn two(x: (Family, u128), y: (Family, u128)) -> Picked {
+        Picked {
+            items: [x, y],
+            len: 2,
+        }
+    }
+
+    fn push(&mut self, x: (Family, u128)) {
+        if self.len < 2 {
+            self.items[self.len] = x;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(Family, u128)] {
+        &self.items[..self.len]
+    }
+}
 
 /// One CIDR of a pool as an inclusive integer interval.
 #[derive(Clone, Copy, Debug)]
@@ -112,11 +145,24 @@ impl PoolState {
 /// What the allocator keeps about a Service holding addresses.
 #[derive(Clone, Debug)]
 struct Held {
-    assignment: Assignment,
+    key: Arc<ServiceKey>,
     pool: usize,
-    ports: Vec<crate::request::Port>,
+    /// Addresses in the Service's family order.
+    addrs: Picked,
+    /// Ports, kept only for Services that share (others never meet another holder).
+    ports: Vec<Port>,
     sharing: Option<Sharing>,
     seq: u64,
+}
+
+impl Held {
+    fn ips(&self) -> Vec<IpAddr> {
+        self.addrs
+            .as_slice()
+            .iter()
+            .map(|(f, a)| to_ip(*f, *a))
+            .collect()
+    }
 }
 
 /// The incremental allocator: the pools of a [`Config`] and the addresses Services hold.
@@ -138,7 +184,11 @@ pub struct Allocator {
     pinned: Vec<usize>,
     /// Auto-assign pools without a `serviceAllocation`, in name order.
     fallback: Vec<usize>,
-    services: HashMap<ServiceKey, Held>,
+    /// Ids of the Services holding addresses.
+    ids: HashMap<Arc<ServiceKey>, ServiceId, FxBuildHasher>,
+    /// What each id holds; `None` for a free id.
+    held: Vec<Option<Held>>,
+    free_ids: Vec<ServiceId>,
     next_seq: u64,
 }
 
@@ -188,6 +238,19 @@ fn capacity(net: &IpNet, avoid_buggy: bool) -> u128 {
         }
         _ => size,
     }
+}
+
+/// A port in both sorted lists.
+fn common_port(theirs: &[Port], ours: &[Port]) -> Option<Port> {
+    let (mut i, mut j) = (0, 0);
+    while i < theirs.len() && j < ours.len() {
+        match theirs[i].cmp(&ours[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return Some(theirs[i].clone()),
+        }
+    }
+    None
 }
 
 /// Sort key of a pinned pool: positive priorities ascending (negative ones, which
@@ -240,9 +303,29 @@ impl Allocator {
             index,
             pinned,
             fallback,
-            services: HashMap::new(),
+            ids: HashMap::default(),
+            held: Vec::new(),
+            free_ids: Vec::new(),
             next_seq: 0,
         }
+    }
+
+    /// Makes room for `additional` more Services without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ids.reserve(additional);
+        self.held.reserve(additional);
+    }
+
+    fn id_of(&self, service: &ServiceKey) -> Option<ServiceId> {
+        self.ids.get(service).copied()
+    }
+
+    fn held(&self, id: ServiceId) -> Option<&Held> {
+        self.held.get(id as usize).and_then(Option::as_ref)
+    }
+
+    fn key_of(&self, id: ServiceId) -> Option<&ServiceKey> {
+        self.held(id).map(|h| &*h.key)
     }
 
     /// Replaces the configuration. Every held assignment whose addresses still lie in one
@@ -251,30 +334,44 @@ impl Allocator {
     /// re-checked against the Services' requests (the caller should [`Allocator::assign`]
     /// every Service again after a configuration change).
     pub fn set_config(&mut self, config: &Config) -> Vec<ServiceKey> {
-        let mut old = std::mem::replace(self, Allocator::new(config));
-        let mut held: Vec<(ServiceKey, Held)> = old.services.drain().collect();
-        held.sort_by_key(|(_, h)| h.seq);
+        let old = std::mem::replace(self, Allocator::new(config));
+        let mut held: Vec<Held> = old.held.into_iter().flatten().collect();
+        held.sort_by_key(|h| h.seq);
         self.next_seq = old.next_seq;
         let mut released = Vec::new();
-        for (key, mut h) in held {
-            match self.locate(&h.assignment.ips) {
+        for mut h in held {
+            let ips = h.ips();
+            match self.locate(&ips) {
                 Ok((pool, addrs)) => {
                     h.pool = pool;
-                    h.assignment.pool = self.pools[pool].name.clone();
-                    for (family, a) in addrs {
-                        self.pools[pool].space_mut(family).occupy(
-                            a,
-                            key.clone(),
-                            h.sharing.as_ref(),
-                        );
-                    }
-                    self.services.insert(key, h);
+                    h.addrs = addrs;
+                    self.insert_held(h);
                 }
-                Err(_) => released.push(key),
+                Err(_) => released.push(ServiceKey::clone(&h.key)),
             }
         }
         released.sort();
         released
+    }
+
+    /// Records a holding (whose addresses are checked) under a new id.
+    fn insert_held(&mut self, h: Held) -> ServiceId {
+        let id = match self.free_ids.pop() {
+            Some(id) => id,
+            None => {
+                self.held.push(None);
+                ServiceId::try_from(self.held.len() - 1).unwrap_or(ServiceId::MAX)
+            }
+        };
+        let state = &mut self.pools[h.pool];
+        for &(family, a) in h.addrs.as_slice() {
+            state.space_mut(family).occupy(a, id, h.sharing.as_ref());
+        }
+        self.ids.insert(h.key.clone(), id);
+        if let Some(slot) = self.held.get_mut(id as usize) {
+            *slot = Some(h);
+        }
+        id
     }
 
     /// Gives the Service addresses, or says why it cannot have any.
@@ -287,18 +384,20 @@ impl Allocator {
     /// else from the auto-assign pools without one (by name). On error the Service holds
     /// nothing.
     pub fn assign(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
-        if let Some(held) = self.services.get(&req.service) {
-            let ips = held.assignment.ips.clone();
-            if self.keep(req, &ips).is_ok() {
-                self.complete_dual_stack(req);
-                return self
-                    .assignment(&req.service)
-                    .cloned()
-                    .ok_or(AllocationError::NoAvailableIps);
+        if let Some(id) = self.id_of(&req.service) {
+            if let Some(held) = self.held(id) {
+                let ips = held.ips();
+                if self.keep(req, &ips).is_ok() {
+                    self.complete_dual_stack(req);
+                    return self
+                        .assignment(&req.service)
+                        .ok_or(AllocationError::NoAvailableIps);
+                }
             }
+            self.release(&req.service);
         }
-        self.release(&req.service);
-        self.allocate_new(req)
+        let (pool, addrs) = self.plan(req, None)?;
+        Ok(self.commit(pool, req, addrs))
     }
 
     /// Makes the Service hold exactly `ips` (from status, or remembered), if they are
@@ -330,7 +429,7 @@ impl Allocator {
                 unique.push(ip);
             }
         }
-        let ordered = fit_families(&unique, &req.families, req.policy)?;
+        let ordered = fit_families(&unique, req.families(), req.policy)?;
         if !req.requested_ips.is_empty() {
             let mut a = ordered.clone();
             let mut b = req.requested_ips.clone();
@@ -343,7 +442,7 @@ impl Allocator {
                 });
             }
         }
-        self.check_claim(req, &ordered)
+        self.check_claim(req, &ordered, self.id_of(&req.service))
     }
 
     /// Whether the Service may take `ips` (already checked against its families).
@@ -351,6 +450,7 @@ impl Allocator {
         &self,
         req: &Request,
         ips: &[IpAddr],
+        me: Option<ServiceId>,
     ) -> Result<(usize, Picked), AllocationError> {
         if let Some(name) = &req.pool
             && !self.by_name.contains_key(name)
@@ -371,8 +471,8 @@ impl Allocator {
         if !self.pools[pool].admits(req) {
             return Err(AllocationError::PoolNotAllowed(pool_name.clone()));
         }
-        for &(family, a) in &addrs {
-            self.shareable(pool, family, a, req)?;
+        for &(family, a) in addrs.as_slice() {
+            self.shareable(pool, family, a, req, me)?;
         }
         Ok((pool, addrs))
     }
@@ -381,7 +481,7 @@ impl Allocator {
     /// buggy one its pool avoids, or they are in different pools.
     fn locate(&self, ips: &[IpAddr]) -> Result<(usize, Picked), AllocationError> {
         let mut found: Option<(usize, IpAddr)> = None;
-        let mut addrs = Vec::with_capacity(ips.len());
+        let mut addrs: Option<Picked> = None;
         for ip in ips {
             let (family, a) = to_int(ip);
             let pool = self
@@ -404,11 +504,14 @@ impl Allocator {
                 });
             }
             found = Some((pool, *ip));
-            addrs.push((family, a));
+            match &mut addrs {
+                Some(p) => p.push((family, a)),
+                None => addrs = Some(Picked::one((family, a))),
+            }
         }
-        match found {
-            Some((pool, _)) => Ok((pool, addrs)),
-            None => Err(AllocationError::NoAvailableIps),
+        match (found, addrs) {
+            (Some((pool, _)), Some(addrs)) => Ok((pool, addrs)),
+            _ => Err(AllocationError::NoAvailableIps),
         }
     }
 
@@ -420,21 +523,28 @@ impl Allocator {
             .map(|(_, (_, pool))| *pool)
     }
 
-    /// Whether the Service may hold address `a` next to its current holders.
+    /// Whether the Service (`me`, if it holds addresses) may hold address `a` next to its
+    /// current holders.
     fn shareable(
         &self,
         pool: usize,
         family: Family,
         a: u128,
         req: &Request,
+        me: Option<ServiceId>,
     ) -> Result<(), AllocationError> {
         let Some(slot) = self.pools[pool].space(family).slots.get(&a) else {
             return Ok(());
         };
         // The holder named in an error is the first by namespace/name among those in the
         // way, so that the error depends only on who holds the address, not on when.
-        let others = slot.holders.iter().filter(|h| **h != req.service);
-        let Some(first) = others.clone().min() else {
+        let others = slot
+            .holders
+            .as_slice()
+            .iter()
+            .filter(|h| Some(**h) != me)
+            .filter_map(|h| self.held(*h));
+        let Some(first) = others.clone().map(|h| &*h.key).min() else {
             return Ok(());
         };
         let in_use = |holder: &ServiceKey, reason| AllocationError::IpInUse {
@@ -442,7 +552,7 @@ impl Allocator {
             holder: holder.clone(),
             reason,
         };
-        let (Some(theirs), Some(ours)) = (&slot.sharing, &req.sharing) else {
+        let (Some(theirs), Some(ours)) = (slot.sharing.as_deref(), &req.sharing) else {
             let reason = if slot.sharing.is_none() {
                 SharingConflict::HolderDoesNotShare
             } else {
@@ -463,7 +573,7 @@ impl Allocator {
             return Err(in_use(first, SharingConflict::DifferentBackend));
         }
         let clash = others
-            .filter_map(|h| Some((h, self.common_port(h, req)?)))
+            .filter_map(|h| Some((&*h.key, common_port(&h.ports, &req.ports)?)))
             .min_by(|x, y| x.0.cmp(y.0));
         match clash {
             Some((holder, port)) => Err(in_use(holder, SharingConflict::PortInUse(port))),
@@ -471,24 +581,15 @@ impl Allocator {
         }
     }
 
-    /// A port both the holder and the requesting Service use.
-    fn common_port(&self, holder: &ServiceKey, req: &Request) -> Option<crate::request::Port> {
-        let theirs = &self.services.get(holder)?.ports;
-        // Both lists are sorted.
-        let (mut i, mut j) = (0, 0);
-        while i < theirs.len() && j < req.ports.len() {
-            match theirs[i].cmp(&req.ports[j]) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => return Some(theirs[i].clone()),
-            }
-        }
-        None
-    }
-
     /// The lowest address of `family` in the pool (CIDRs in order) that the Service may
     /// take: free, or shared compatibly.
-    fn find(&self, pool: usize, family: Family, req: &Request) -> Option<u128> {
+    fn find(
+        &self,
+        pool: usize,
+        family: Family,
+        req: &Request,
+        me: Option<ServiceId>,
+    ) -> Option<u128> {
         let state = &self.pools[pool];
         let space = state.space(family);
         for r in state.ranges.iter().filter(|r| r.family == family) {
@@ -498,7 +599,7 @@ impl Allocator {
                 if free != Some(r.lo) {
                     let shared = space
                         .shared_in(sharing, r.lo, below)
-                        .find(|&a| self.shareable(pool, family, a, req).is_ok());
+                        .find(|&a| self.shareable(pool, family, a, req, me).is_ok());
                     if shared.is_some() {
                         return shared;
                     }
@@ -514,19 +615,19 @@ impl Allocator {
     /// Addresses for the Service from one pool, per its policy: SingleStack the primary
     /// family; RequireDualStack both or nothing; PreferDualStack both, else the primary,
     /// else the other.
-    fn pick_in_pool(&self, pool: usize, req: &Request) -> Option<Picked> {
-        let primary = req.primary();
-        let first = self.find(pool, primary, req).map(|a| (primary, a));
+    fn pick_in_pool(&self, pool: usize, req: &Request, me: Option<ServiceId>) -> Option<Picked> {
+        let primary = req.primary;
+        let first = self.find(pool, primary, req, me).map(|a| (primary, a));
         if req.policy == FamilyPolicy::SingleStack {
-            return first.map(|p| vec![p]);
+            return first.map(Picked::one);
         }
         let second = self
-            .find(pool, primary.other(), req)
+            .find(pool, primary.other(), req, me)
             .map(|a| (primary.other(), a));
         match (first, second, req.policy) {
-            (Some(x), Some(y), _) => Some(vec![x, y]),
-            (Some(x), None, FamilyPolicy::PreferDualStack) => Some(vec![x]),
-            (None, Some(y), FamilyPolicy::PreferDualStack) => Some(vec![y]),
+            (Some(x), Some(y), _) => Some(Picked::two(x, y)),
+            (Some(x), None, FamilyPolicy::PreferDualStack) => Some(Picked::one(x)),
+            (None, Some(y), FamilyPolicy::PreferDualStack) => Some(Picked::one(y)),
             _ => None,
         }
     }
@@ -534,16 +635,21 @@ impl Allocator {
     /// The first pool of the list that serves the Service: one with addresses of all
     /// its families; for PreferDualStack when none has both, the first with the primary
     /// family, else the first with the other.
-    fn pick_from_list(&self, list: &[usize], req: &Request) -> Option<(usize, Picked)> {
+    fn pick_from_list(
+        &self,
+        list: &[usize],
+        req: &Request,
+        me: Option<ServiceId>,
+    ) -> Option<(usize, Picked)> {
         let mut partial: [Option<(usize, Picked)>; 2] = [None, None];
         for &pool in list {
-            let Some(addrs) = self.pick_in_pool(pool, req) else {
+            let Some(addrs) = self.pick_in_pool(pool, req, me) else {
                 continue;
             };
-            if addrs.len() == req.families.len() {
+            if addrs.len == req.families().len() {
                 return Some((pool, addrs));
             }
-            let slot = usize::from(addrs.first().map(|(f, _)| *f) != Some(req.primary()));
+            let slot = usize::from(addrs.items[0].0 != req.primary);
             if partial[slot].is_none() {
                 partial[slot] = Some((pool, addrs));
             }
@@ -552,17 +658,19 @@ impl Allocator {
         primary.or(other)
     }
 
-    /// New addresses for a Service that holds none.
-    fn allocate_new(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
-        let (pool, addrs) = self.plan_new(req)?;
-        Ok(self.commit(pool, req, addrs))
-    }
-
     /// The addresses a Service that holds none would get now, or why it gets none.
     /// Changes nothing.
     pub(crate) fn plan_new(&self, req: &Request) -> Result<(usize, Picked), AllocationError> {
+        self.plan(req, self.id_of(&req.service))
+    }
+
+    fn plan(
+        &self,
+        req: &Request,
+        me: Option<ServiceId>,
+    ) -> Result<(usize, Picked), AllocationError> {
         if !req.requested_ips.is_empty() {
-            return self.check_claim(req, &req.requested_ips);
+            return self.check_claim(req, &req.requested_ips, me);
         }
         if let Some(name) = &req.pool {
             let pool = *self
@@ -575,7 +683,7 @@ impl Allocator {
             }
             let needed: &[Family] = match req.policy {
                 FamilyPolicy::PreferDualStack => &[],
-                _ => &req.families,
+                _ => req.families(),
             };
             if let Some(family) = needed.iter().find(|f| !state.has(**f)) {
                 return Err(AllocationError::PoolLacksFamily {
@@ -584,7 +692,7 @@ impl Allocator {
                 });
             }
             let addrs = self
-                .pick_in_pool(pool, req)
+                .pick_in_pool(pool, req, me)
                 .ok_or_else(|| AllocationError::NoAvailableIpsInPool(name.clone()))?;
             return Ok((pool, addrs));
         }
@@ -595,62 +703,54 @@ impl Allocator {
             .filter(|&p| self.pools[p].auto_assign && self.pools[p].admits(req))
             .collect();
         let picked = self
-            .pick_from_list(&pinned, req)
-            .or_else(|| self.pick_from_list(&self.fallback, req));
+            .pick_from_list(&pinned, req, me)
+            .or_else(|| self.pick_from_list(&self.fallback, req, me));
         if let Some(picked) = picked {
             return Ok(picked);
         }
         // Say why when the configuration itself cannot serve the Service; "no available
         // IPs" when there is no pool for it at all or its pools are full.
-        let candidates: Vec<&PoolState> = pinned
-            .iter()
-            .chain(&self.fallback)
-            .map(|&p| &self.pools[p])
-            .collect();
-        let primary = req.primary();
+        let candidates = || pinned.iter().chain(&self.fallback).map(|&p| &self.pools[p]);
+        let primary = req.primary;
         Err(match req.policy {
-            _ if candidates.is_empty() => AllocationError::NoAvailableIps,
+            _ if candidates().next().is_none() => AllocationError::NoAvailableIps,
             FamilyPolicy::RequireDualStack
-                if !candidates
-                    .iter()
-                    .any(|p| p.has(Family::V4) && p.has(Family::V6)) =>
+                if !candidates().any(|p| p.has(Family::V4) && p.has(Family::V6)) =>
             {
                 AllocationError::NoDualStackPool
             }
-            FamilyPolicy::SingleStack if !candidates.iter().any(|p| p.has(primary)) => {
+            FamilyPolicy::SingleStack if !candidates().any(|p| p.has(primary)) => {
                 AllocationError::NoPoolForFamily(primary)
             }
             _ => AllocationError::NoAvailableIps,
         })
     }
 
-    /// Records the Service as holding `addrs` of `pool`.
+    /// Records the Service (which holds nothing) as holding `addrs` of `pool`.
     fn commit(&mut self, pool: usize, req: &Request, mut addrs: Picked) -> Assignment {
-        let order = |f: Family| req.families.iter().position(|x| *x == f).unwrap_or(2);
-        addrs.sort_by_key(|(f, _)| order(*f));
-        let state = &mut self.pools[pool];
-        for &(family, a) in &addrs {
-            state
-                .space_mut(family)
-                .occupy(a, req.service.clone(), req.sharing.as_ref());
+        if addrs.len == 2 && addrs.items[0].0 != req.primary {
+            addrs.items.swap(0, 1);
         }
-        let assignment = Assignment {
-            pool: state.name.clone(),
-            ips: addrs.iter().map(|(f, a)| to_ip(*f, *a)).collect(),
-        };
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.services.insert(
-            req.service.clone(),
-            Held {
-                assignment: assignment.clone(),
-                pool,
-                ports: req.ports.clone(),
-                sharing: req.sharing.clone(),
-                seq,
+        let held = Held {
+            key: Arc::new(req.service.clone()),
+            pool,
+            addrs,
+            ports: if req.sharing.is_some() {
+                req.ports.clone()
+            } else {
+                Vec::new()
             },
-        );
-        assignment
+            sharing: req.sharing.clone(),
+            seq,
+        };
+        let ips = held.ips();
+        self.insert_held(held);
+        Assignment {
+            pool: self.pools[pool].name.clone(),
+            ips,
+        }
     }
 
     /// For a PreferDualStack Service that holds one family and asks for no particular
@@ -660,49 +760,63 @@ impl Allocator {
         if req.policy != FamilyPolicy::PreferDualStack || !req.requested_ips.is_empty() {
             return None;
         }
-        let held = self.services.get(&req.service)?;
-        let [ip] = held.assignment.ips.as_slice() else {
+        let id = self.id_of(&req.service)?;
+        let held = self.held(id)?;
+        let [(family, _)] = held.addrs.as_slice() else {
             return None;
         };
         let pool = held.pool;
-        let missing = Family::of(ip).other();
-        let a = self.find(pool, missing, req)?;
+        let missing = family.other();
+        let a = self.find(pool, missing, req, Some(id))?;
+        let sharing = held.sharing.clone();
         self.pools[pool]
             .space_mut(missing)
-            .occupy(a, req.service.clone(), req.sharing.as_ref());
-        let added = to_ip(missing, a);
-        let held = self.services.get_mut(&req.service)?;
-        if missing == req.primary() {
-            held.assignment.ips.insert(0, added);
-        } else {
-            held.assignment.ips.push(added);
+            .occupy(a, id, sharing.as_ref());
+        let held = self.held.get_mut(id as usize)?.as_mut()?;
+        held.addrs.push((missing, a));
+        if missing == req.primary {
+            held.addrs.items.swap(0, 1);
         }
-        Some(added)
+        Some(to_ip(missing, a))
     }
 
     /// Frees the Service's addresses (an address stays used while other Services share
     /// it). Returns what it held.
     pub fn release(&mut self, service: &ServiceKey) -> Option<Assignment> {
-        let held = self.services.remove(service)?;
+        let id = self.ids.remove(service)?;
+        let held = self.held.get_mut(id as usize)?.take()?;
+        self.free_ids.push(id);
         let state = &mut self.pools[held.pool];
-        for ip in &held.assignment.ips {
-            let (family, a) = to_int(ip);
-            state.space_mut(family).vacate(a, service);
+        for &(family, a) in held.addrs.as_slice() {
+            state.space_mut(family).vacate(a, id);
         }
-        Some(held.assignment)
+        Some(Assignment {
+            pool: state.name.clone(),
+            ips: held.ips(),
+        })
     }
 
     /// What the Service holds.
-    pub fn assignment(&self, service: &ServiceKey) -> Option<&Assignment> {
-        self.services.get(service).map(|h| &h.assignment)
+    pub fn assignment(&self, service: &ServiceKey) -> Option<Assignment> {
+        let held = self.held(self.id_of(service)?)?;
+        Some(Assignment {
+            pool: self.pools[held.pool].name.clone(),
+            ips: held.ips(),
+        })
     }
 
     /// The Services holding an address, in the order they took it.
-    pub fn holders(&self, ip: IpAddr) -> &[ServiceKey] {
+    pub fn holders(&self, ip: IpAddr) -> Vec<ServiceKey> {
         let (family, a) = to_int(&ip.to_canonical());
         self.pool_index_of(family, a)
             .and_then(|p| self.pools[p].space(family).slots.get(&a))
-            .map_or(&[], |slot| slot.holders.as_slice())
+            .map_or_else(Vec::new, |slot| {
+                slot.holders
+                    .as_slice()
+                    .iter()
+                    .filter_map(|id| self.key_of(*id).cloned())
+                    .collect()
+            })
     }
 
     /// The name of the pool containing an address (whether or not it is usable).
@@ -735,11 +849,11 @@ impl Allocator {
 
     /// Number of Services holding addresses.
     pub fn len(&self) -> usize {
-        self.services.len()
+        self.ids.len()
     }
 
     /// Whether no Service holds an address.
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
+        self.ids.is_empty()
     }
 }

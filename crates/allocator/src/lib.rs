@@ -17,16 +17,20 @@
 
 mod engine;
 mod error;
+mod fxhash;
 mod request;
 mod space;
 
 pub use engine::{Allocator, Assignment, PoolUsage};
 pub use error::{AllocationError, EVENT_REASON, SharingConflict};
-pub use request::{Backend, Family, FamilyPolicy, Port, Request, Sharing, is_ours, status_ips};
+pub use request::{
+    Backend, Family, FamilyPolicy, Port, Protocol, Request, Sharing, is_ours, status_ips,
+};
 
 use ferrolb_model::{Config, Snapshot};
 use k8s_openapi::api::core::v1::Service;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -38,7 +42,7 @@ pub struct Options {
 }
 
 /// A Service's namespace and name. Displays as `namespace/name`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     /// The namespace.
     pub namespace: String,
@@ -105,8 +109,8 @@ impl Outcome {
 /// One Service of the run.
 struct Entry<'a> {
     service: &'a Service,
-    key: ServiceKey,
-    request: Result<Request, AllocationError>,
+    /// What it asks for, or its key and why it cannot be served.
+    request: Result<Request, (ServiceKey, AllocationError)>,
     warnings: Vec<String>,
     status: Vec<IpAddr>,
     kept: bool,
@@ -139,23 +143,37 @@ pub fn allocate(
         })
         .collect();
 
-    let mut seen = HashSet::new();
-    let mut entries: Vec<Entry<'_>> = Vec::new();
-    for service in &snapshot.services {
-        if !is_ours(service, options) {
-            continue;
-        }
+    // Our Services in namespace/name order (sorting a compact list); of several Services
+    // with one key, the first counts.
+    let mut by_key: Vec<(&str, &str, usize, &Service)> = snapshot
+        .services
+        .iter()
+        .filter(|s| is_ours(s, options))
+        .enumerate()
+        .map(|(i, service)| {
+            let meta = &service.metadata;
+            let namespace = meta.namespace.as_deref().filter(|n| !n.is_empty());
+            (
+                namespace.unwrap_or("default"),
+                meta.name.as_deref().unwrap_or_default(),
+                i,
+                service,
+            )
+        })
+        .collect();
+    by_key.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    by_key.dedup_by(|later, first| (later.0, later.1) == (first.0, first.1));
+
+    // What each asks for; entries are in namespace/name order.
+    let mut entries: Vec<Entry<'_>> = Vec::with_capacity(by_key.len());
+    for (_, _, _, service) in by_key {
         let key = ServiceKey::of(service);
-        if !seen.insert(key.clone()) {
-            continue;
-        }
         let labels = namespace_labels.get(key.namespace.as_str()).copied();
-        let (request, mut warnings) = Request::from_service(service, labels);
+        let (request, mut warnings) = Request::from_service_keyed(service, key, labels);
         let (status, status_warnings) = status_ips(service);
         warnings.extend(status_warnings);
         entries.push(Entry {
             service,
-            key,
             request,
             warnings,
             status,
@@ -164,14 +182,22 @@ pub fn allocate(
         });
     }
 
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| {
-        let ts = |e: &Entry<'_>| e.service.metadata.creation_timestamp.clone();
-        let (ta, tb) = (ts(&entries[a]), ts(&entries[b]));
-        (ta.is_none(), ta, &entries[a].key).cmp(&(tb.is_none(), tb, &entries[b].key))
-    });
+    // The order of work: by creation time (missing last), then namespace/name (a stable
+    // sort of the namespace/name order).
+    let mut work: Vec<(bool, Option<&Time>, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let service: &Service = entry.service;
+            let created = service.metadata.creation_timestamp.as_ref();
+            (created.is_none(), created, i)
+        })
+        .collect();
+    work.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let order: Vec<usize> = work.into_iter().map(|(_, _, i)| i).collect();
 
     let mut allocator = Allocator::new(config);
+    allocator.reserve(entries.len());
 
     // 1. Services holding addresses keep them while they are valid: first what the last
     //    run gave them, then (for the others) what their status says.
@@ -184,7 +210,7 @@ pub fn allocate(
             let held = if from_status {
                 Some(&entry.status)
             } else {
-                previous.get(&entry.key)
+                previous.get(&request.service)
             };
             if let Some(ips) = held.filter(|ips| !ips.is_empty())
                 && let Ok(assignment) = allocator.keep(request, ips)
@@ -201,7 +227,7 @@ pub fn allocate(
         if let (true, Ok(request)) = (entry.kept, &entry.request)
             && allocator.complete_dual_stack(request).is_some()
         {
-            entry.result = allocator.assignment(&entry.key).cloned().map(Ok);
+            entry.result = allocator.assignment(&request.service).map(Ok);
         }
     }
 
@@ -213,7 +239,7 @@ pub fn allocate(
         }
         entry.result = Some(match &entry.request {
             Ok(request) => allocator.assign(request),
-            Err(e) => Err(e.clone()),
+            Err((_, e)) => Err(e.clone()),
         });
     }
 
@@ -221,7 +247,8 @@ pub fn allocate(
     //    the final state (a Service that failed at its turn fails against it too, as
     //    addresses only get taken during a run), so that allocating again from this
     //    outcome gives the same errors and warnings.
-    for entry in &mut entries {
+    for &i in &order {
+        let entry = &mut entries[i];
         let Ok(request) = &entry.request else {
             continue;
         };
@@ -230,14 +257,17 @@ pub fn allocate(
         {
             entry.result = Some(Err(e));
         }
-        let mut now: Vec<IpAddr> = allocator
-            .assignment(&entry.key)
-            .map(|a| a.ips.clone())
-            .unwrap_or_default();
+        if entry.status.is_empty() {
+            continue;
+        }
+        let mut now: Vec<IpAddr> = match &entry.result {
+            Some(Ok(a)) => a.ips.clone(),
+            _ => Vec::new(),
+        };
         let mut status = entry.status.clone();
         now.sort();
         status.sort();
-        if status.is_empty() || status == now {
+        if status == now {
             continue;
         }
         if let Err(e) = allocator.check_keep(request, &entry.status) {
@@ -249,16 +279,20 @@ pub fn allocate(
         }
     }
 
-    let mut results: Vec<ServiceResult> = entries
+    let results = entries
         .into_iter()
         .map(|entry| {
-            let (ips, pool, error) = match entry.result {
-                Some(Ok(a)) => (a.ips, Some(a.pool), None),
-                Some(Err(e)) => (Vec::new(), None, Some(e)),
-                None => (Vec::new(), None, Some(AllocationError::NoAvailableIps)),
+            let (service, parse_error) = match entry.request {
+                Ok(r) => (r.service, None),
+                Err((key, e)) => (key, Some(e)),
+            };
+            let (ips, pool, error) = match (entry.result, parse_error) {
+                (Some(Ok(a)), _) => (a.ips, Some(a.pool), None),
+                (Some(Err(e)), _) | (None, Some(e)) => (Vec::new(), None, Some(e)),
+                (None, None) => (Vec::new(), None, Some(AllocationError::NoAvailableIps)),
             };
             ServiceResult {
-                service: entry.key,
+                service,
                 ips,
                 pool,
                 error,
@@ -266,7 +300,6 @@ pub fn allocate(
             }
         })
         .collect();
-    results.sort_by(|a, b| a.service.cmp(&b.service));
     Outcome { results }
 }
 

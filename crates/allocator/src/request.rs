@@ -75,11 +75,47 @@ impl fmt::Display for FamilyPolicy {
     }
 }
 
+/// A port's protocol.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP (also when the Service does not say).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+    /// Anything else, as written.
+    Other(String),
+}
+
+impl Protocol {
+    /// Reads a Service port's protocol; `None` is TCP.
+    pub fn parse(text: Option<&str>) -> Protocol {
+        match text {
+            None | Some("TCP") => Protocol::Tcp,
+            Some("UDP") => Protocol::Udp,
+            Some("SCTP") => Protocol::Sctp,
+            Some(other) => Protocol::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::Other(s) => s,
+        })
+    }
+}
+
 /// A port a Service uses on its address: `(protocol, port)`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port {
-    /// `TCP`, `UDP` or `SCTP` (`TCP` when the Service does not say).
-    pub protocol: String,
+    /// The protocol.
+    pub protocol: Protocol,
     /// The port number as the Service gives it (not checked).
     pub port: i32,
 }
@@ -116,9 +152,9 @@ pub struct Sharing {
 pub struct Request {
     /// The Service.
     pub service: ServiceKey,
-    /// Families the Service may have addresses of, primary first: one for SingleStack,
-    /// both for the dual-stack policies.
-    pub families: Vec<Family>,
+    /// The primary family: the first of `spec.ipFamilies`, else of `spec.clusterIPs`,
+    /// else IPv4.
+    pub primary: Family,
     /// The family policy.
     pub policy: FamilyPolicy,
     /// Addresses asked for (`spec.loadBalancerIP` or `metallb.io/loadBalancerIPs`), in
@@ -188,8 +224,26 @@ impl Request {
         service: &Service,
         namespace_labels: Option<&BTreeMap<String, String>>,
     ) -> (Result<Request, AllocationError>, Vec<String>) {
+        let (result, warnings) =
+            Self::from_service_keyed(service, ServiceKey::of(service), namespace_labels);
+        (result.map_err(|(_, e)| e), warnings)
+    }
+
+    /// [`Request::from_service`] with the Service's key already made; on error the key is
+    /// given back.
+    pub(crate) fn from_service_keyed(
+        service: &Service,
+        key: ServiceKey,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+    ) -> (Result<Request, (ServiceKey, AllocationError)>, Vec<String>) {
         let mut warnings = Vec::new();
-        let result = Self::parse(service, namespace_labels, &mut warnings);
+        let result = match Self::parse(service, namespace_labels, &mut warnings) {
+            Ok(mut request) => {
+                request.service = key;
+                Ok(request)
+            }
+            Err(e) => Err((key, e)),
+        };
         (result, warnings)
     }
 
@@ -215,10 +269,7 @@ impl Request {
             }
         };
         let primary = primary_family(spec, warnings);
-        let families = match policy {
-            FamilyPolicy::SingleStack => vec![primary],
-            _ => vec![primary, primary.other()],
-        };
+        let families = families(primary, policy);
 
         let mut requested_ips = Vec::new();
         let annotated = annotations::get(
@@ -278,7 +329,7 @@ impl Request {
             (None, None) => {}
         }
         if !requested_ips.is_empty() {
-            requested_ips = fit_families(&requested_ips, &families, policy)?;
+            requested_ips = fit_families(&requested_ips, families, policy)?;
         }
 
         let pool = match annotations::get(
@@ -323,7 +374,7 @@ impl Request {
             .iter()
             .flatten()
             .map(|p| Port {
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_string()),
+                protocol: Protocol::parse(p.protocol.as_deref()),
                 port: p.port,
             })
             .collect();
@@ -331,8 +382,8 @@ impl Request {
         ports.dedup();
 
         Ok(Request {
-            service: ServiceKey::of(service),
-            families,
+            service: ServiceKey::default(),
+            primary,
             policy,
             requested_ips,
             pool,
@@ -343,9 +394,19 @@ impl Request {
         })
     }
 
-    /// The primary family.
-    pub fn primary(&self) -> Family {
-        self.families.first().copied().unwrap_or(Family::V4)
+    /// Families the Service may have addresses of, primary first: one for SingleStack,
+    /// both for the dual-stack policies.
+    pub fn families(&self) -> &'static [Family] {
+        families(self.primary, self.policy)
+    }
+}
+
+fn families(primary: Family, policy: FamilyPolicy) -> &'static [Family] {
+    match (policy, primary) {
+        (FamilyPolicy::SingleStack, Family::V4) => &[Family::V4],
+        (FamilyPolicy::SingleStack, Family::V6) => &[Family::V6],
+        (_, Family::V4) => &[Family::V4, Family::V6],
+        (_, Family::V6) => &[Family::V6, Family::V4],
     }
 }
 

@@ -7,18 +7,76 @@
 //! used), so that the lowest free address from any point is found in O(log n): look up
 //! the run containing the point and jump past its end.
 
-use crate::ServiceKey;
+use crate::fxhash::FxBuildHasher;
 use crate::request::Sharing;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The allocator's number for a Service holding addresses.
+pub(crate) type ServiceId = u32;
+
+/// Services holding one address: almost always one, so kept inline.
+#[derive(Clone, Debug)]
+pub(crate) enum Holders {
+    /// One holder.
+    One(ServiceId),
+    /// Several (sharing) holders, in the order they took the address.
+    Many(Vec<ServiceId>),
+}
+
+impl Holders {
+    pub(crate) fn as_slice(&self) -> &[ServiceId] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, id: ServiceId) {
+        match self {
+            Holders::One(first) => *self = Holders::Many(vec![*first, id]),
+            Holders::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes a holder; returns whether none is left.
+    fn remove(&mut self, id: ServiceId) -> bool {
+        match self {
+            Holders::One(only) => *only == id,
+            Holders::Many(ids) => {
+                ids.retain(|h| *h != id);
+                if let [last] = ids.as_slice() {
+                    *self = Holders::One(*last);
+                }
+                ids_empty(self)
+            }
+        }
+    }
+}
+
+fn ids_empty(h: &Holders) -> bool {
+    matches!(h, Holders::Many(ids) if ids.is_empty())
+}
 
 /// Services holding one address.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     /// The sharing permission every holder has (they are all equal); `None` for an
     /// address held exclusively by one Service.
-    pub(crate) sharing: Option<Sharing>,
-    /// Holders, in the order they took the address.
-    pub(crate) holders: Vec<ServiceKey>,
+    pub(crate) sharing: Option<Box<Sharing>>,
+    /// The holders.
+    pub(crate) holders: Holders,
+}
+
+/// The lowest usable address at or above `a`.
+fn usable_from(avoid_buggy: bool, a: u128) -> Option<u128> {
+    if !avoid_buggy {
+        return Some(a);
+    }
+    match a & 0xff {
+        0 => a.checked_add(1),
+        255 => a.checked_add(2),
+        _ => Some(a),
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -31,7 +89,7 @@ pub(crate) struct Space {
     /// one run when every usable address between them is used.
     runs: BTreeMap<u128, u128>,
     /// Used addresses whose holders allow sharing, by sharing permission.
-    shared: HashMap<Sharing, BTreeSet<u128>>,
+    shared: HashMap<Sharing, BTreeSet<u128>, FxBuildHasher>,
 }
 
 impl Space {
@@ -49,14 +107,7 @@ impl Space {
 
     /// The lowest usable address at or above `a`.
     fn usable_from(&self, a: u128) -> Option<u128> {
-        if !self.avoid_buggy {
-            return Some(a);
-        }
-        match a & 0xff {
-            0 => a.checked_add(1),
-            255 => a.checked_add(2),
-            _ => Some(a),
-        }
+        usable_from(self.avoid_buggy, a)
     }
 
     /// The highest usable address at or below `a` (only called with a usable address
@@ -83,18 +134,14 @@ impl Space {
 
     /// The lowest usable, unused address in `lo..=hi`. O(log n).
     pub(crate) fn lowest_free(&self, lo: u128, hi: u128) -> Option<u128> {
-        let mut c = self.usable_from(lo)?;
-        // Runs are maximal, so after jumping past one the candidate is free: this loops
-        // at most twice.
-        loop {
-            if c > hi {
-                return None;
-            }
-            match self.run_of(c) {
-                Some((_, end)) => c = self.usable_from(end.checked_add(1)?)?,
-                None => return Some(c),
-            }
-        }
+        let c = self.usable_from(lo)?;
+        // Runs are maximal, so the usable address just past the run containing `c` is
+        // free: one lookup.
+        let free = match self.run_of(c) {
+            Some((_, end)) => self.usable_from(end.checked_add(1)?)?,
+            None => c,
+        };
+        (free <= hi).then_some(free)
     }
 
     /// Used addresses in `lo..=hi` shared under `sharing`, lowest first.
@@ -111,7 +158,7 @@ impl Space {
     }
 
     /// Adds a holder to `a`, which must be usable; a new slot takes `sharing`.
-    pub(crate) fn occupy(&mut self, a: u128, holder: ServiceKey, sharing: Option<&Sharing>) {
+    pub(crate) fn occupy(&mut self, a: u128, holder: ServiceId, sharing: Option<&Sharing>) {
         if let Some(slot) = self.slots.get_mut(&a) {
             slot.holders.push(holder);
             return;
@@ -119,52 +166,57 @@ impl Space {
         self.slots.insert(
             a,
             Slot {
-                sharing: sharing.cloned(),
-                holders: vec![holder],
+                sharing: sharing.map(|s| Box::new(s.clone())),
+                holders: Holders::One(holder),
             },
         );
         if let Some(s) = sharing {
             self.shared.entry(s.clone()).or_default().insert(a);
         }
         // Merge with the run ending just before `a` and the one starting just after it.
-        let left = self
-            .runs
-            .range(..a)
-            .next_back()
-            .filter(|(_, end)| end.checked_add(1).and_then(|n| self.usable_from(n)) == Some(a))
-            .map(|(start, _)| *start);
         let right = a
             .checked_add(1)
             .and_then(|n| self.usable_from(n))
             .and_then(|n| self.runs.get(&n).map(|end| (n, *end)));
-        let start = left.unwrap_or(a);
-        let end = match right {
-            Some((right_start, right_end)) => {
-                self.runs.remove(&right_start);
-                right_end
+        if let Some((right_start, _)) = right {
+            self.runs.remove(&right_start);
+        }
+        let end = right.map_or(a, |(_, right_end)| right_end);
+        let avoid_buggy = self.avoid_buggy;
+        let left = self
+            .runs
+            .range_mut(..a)
+            .next_back()
+            .filter(|(_, left_end)| {
+                left_end
+                    .checked_add(1)
+                    .and_then(|n| usable_from(avoid_buggy, n))
+                    == Some(a)
+            });
+        match left {
+            Some((_, left_end)) => *left_end = end,
+            None => {
+                self.runs.insert(a, end);
             }
-            None => a,
-        };
-        self.runs.insert(start, end);
+        }
     }
 
     /// Removes a holder from `a`; frees the address when it was the last. Returns
     /// whether the address became free.
-    pub(crate) fn vacate(&mut self, a: u128, holder: &ServiceKey) -> bool {
+    pub(crate) fn vacate(&mut self, a: u128, holder: ServiceId) -> bool {
         let Some(slot) = self.slots.get_mut(&a) else {
             return false;
         };
-        slot.holders.retain(|h| h != holder);
-        if !slot.holders.is_empty() {
+        if !slot.holders.remove(holder) {
             return false;
         }
         let sharing = self.slots.remove(&a).and_then(|slot| slot.sharing);
         if let Some(s) = sharing
-            && let Some(set) = self.shared.get_mut(&s)
+            && let Some(set) = self.shared.get_mut(&*s)
         {
             set.remove(&a);
             if set.is_empty() {
-                self.shared.remove(&s);
+                self.shared.remove(&*s);
             }
         }
         if let Some((start, end)) = self.run_of(a) {
@@ -196,11 +248,8 @@ impl Space {
 mod tests {
     use super::*;
 
-    fn key(n: u32) -> ServiceKey {
-        ServiceKey {
-            namespace: "ns".into(),
-            name: format!("s{n}"),
-        }
+    fn key(n: u32) -> ServiceId {
+        n
     }
 
     #[test]
@@ -215,11 +264,11 @@ mod tests {
         assert_eq!(s.runs(), vec![(10, 14)]);
         assert_eq!(s.lowest_free(10, 20), Some(15));
         assert_eq!(s.lowest_free(10, 14), None);
-        assert!(s.vacate(12, &key(12)));
+        assert!(s.vacate(12, key(12)));
         assert_eq!(s.runs(), vec![(10, 11), (13, 14)]);
         assert_eq!(s.lowest_free(10, 20), Some(12));
-        assert!(s.vacate(10, &key(10)));
-        assert!(s.vacate(14, &key(14)));
+        assert!(s.vacate(10, key(10)));
+        assert!(s.vacate(14, key(14)));
         assert_eq!(s.runs(), vec![(11, 11), (13, 13)]);
         assert_eq!(s.lowest_free(11, 11), None);
         assert_eq!(s.lowest_free(0, 100), Some(0));
@@ -235,7 +284,7 @@ mod tests {
         assert_eq!(s.lowest_free(254, 1000), Some(258));
         assert_eq!(s.lowest_free(0, 1000), Some(1));
         assert_eq!(s.lowest_free(255, 256), None);
-        s.vacate(257, &key(2));
+        s.vacate(257, key(2));
         assert_eq!(s.runs(), vec![(254, 254)]);
         assert_eq!(s.lowest_free(254, 1000), Some(257));
     }
@@ -247,7 +296,7 @@ mod tests {
         s.occupy(u128::MAX - 1, key(2), None);
         assert_eq!(s.lowest_free(u128::MAX - 1, u128::MAX), None);
         assert_eq!(s.lowest_free(u128::MAX - 5, u128::MAX), Some(u128::MAX - 5));
-        s.vacate(u128::MAX, &key(1));
+        s.vacate(u128::MAX, key(1));
         assert_eq!(s.lowest_free(u128::MAX - 1, u128::MAX), Some(u128::MAX));
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 fn port(p: &str) -> Port {
     let (protocol, n) = p.split_once('/').expect("PROTO/port");
     Port {
-        protocol: protocol.to_string(),
+        protocol: ferrolb_allocator::Protocol::parse(Some(protocol)),
         port: n.parse().expect("port"),
     }
 }
@@ -25,7 +25,7 @@ fn req(name: &str, share: Option<(&str, &str)>, ports: &[&str]) -> Request {
     ports.sort();
     Request {
         service: key(&format!("ns/{name}")),
-        families: vec![ferrolb_allocator::Family::V4],
+        primary: ferrolb_allocator::Family::V4,
         policy: FamilyPolicy::SingleStack,
         requested_ips: Vec::new(),
         pool: None,
@@ -118,7 +118,7 @@ fn keep_sequence_like_metallb_test_assignment() {
         a.keep(&s3("share", "", "TCP/443"), &ips(&["1.2.4.3"]))
             .is_ok()
     );
-    assert_eq!(a.holders(ip("1.2.4.3")), &[key("ns/s4"), key("ns/s3")]);
+    assert_eq!(a.holders(ip("1.2.4.3")), vec![key("ns/s4"), key("ns/s3")]);
     assert!(
         a.keep(&s3("share", "", "UDP/53"), &ips(&["1.2.4.3"]))
             .is_ok(),
@@ -133,12 +133,11 @@ fn keep_sequence_like_metallb_test_assignment() {
         a.keep(&s4("share"), &ips(&["1.2.4.254"])).is_ok(),
         "s4 takes s3's old IP"
     );
-    assert_eq!(a.holders(ip("1.2.4.3")), &[key("ns/s3")]);
-    assert_eq!(a.holders(ip("1.2.4.254")), &[key("ns/s4")]);
+    assert_eq!(a.holders(ip("1.2.4.3")), vec![key("ns/s3")]);
+    assert_eq!(a.holders(ip("1.2.4.254")), vec![key("ns/s4")]);
 
     // Dual stack: both addresses from one pool.
     let mut dual = req("d", None, &["TCP/80"]);
-    dual.families = vec![ferrolb_allocator::Family::V4, ferrolb_allocator::Family::V6];
     dual.policy = FamilyPolicy::RequireDualStack;
     a.release(&key("ns/s2"));
     assert!(a.keep(&dual, &ips(&["1.2.3.4", "1000::4"])).is_ok());
@@ -191,11 +190,10 @@ fn assign_sequence_like_metallb_test_pool_allocation() {
 
     // IPv6, then PreferDualStack from the same pool.
     let mut v6 = req("v6", None, &[]);
-    v6.families = vec![ferrolb_allocator::Family::V6];
+    v6.primary = ferrolb_allocator::Family::V6;
     v6.pool = Some("test".into());
     assert_eq!(a.assign(&v6).map(|x| x.ips), Ok(ips(&["1000::"])));
     let mut prefer = req("prefer", None, &[]);
-    prefer.families = vec![ferrolb_allocator::Family::V4, ferrolb_allocator::Family::V6];
     prefer.policy = FamilyPolicy::PreferDualStack;
     prefer.pool = Some("test".into());
     assert_eq!(
@@ -299,7 +297,7 @@ fn pool_usage_and_queries() {
         (2, 255),
         "a shared address counts once"
     );
-    assert_eq!(a.holders(ip("10.0.0.1")), &[key("ns/x"), key("ns/y")]);
+    assert_eq!(a.holders(ip("10.0.0.1")), vec![key("ns/x"), key("ns/y")]);
     assert_eq!(a.pool_of(ip("10.0.1.2")), Some("v4"));
     assert_eq!(a.pool_of(ip("fd00::1:2")), Some("v6"));
     assert_eq!(a.pool_of(ip("2001:db8::1")), Some("huge"));
@@ -325,9 +323,8 @@ fn set_config_keeps_what_still_fits() {
     let released = a.set_config(&config(vec![pool("renamed", &["10.0.0.0/28"])]));
     assert_eq!(released, vec![key("ns/y")]);
     assert_eq!(
-        a.assignment(&key("ns/x"))
-            .map(|x| (x.pool.as_str(), x.ips.clone())),
-        Some(("renamed", ips(&["10.0.0.0"])))
+        a.assignment(&key("ns/x")).map(|x| (x.pool, x.ips)),
+        Some(("renamed".to_string(), ips(&["10.0.0.0"])))
     );
     assert_eq!(a.usage("renamed").map(|u| u.assigned_ipv4), Some(1));
     let z = from_service(Svc::new("ns/z"));
@@ -385,7 +382,7 @@ fn big_pools_cost_what_small_ones_do() {
     );
 
     let mut v6 = req("v6", None, &[]);
-    v6.families = vec![ferrolb_allocator::Family::V6];
+    v6.primary = ferrolb_allocator::Family::V6;
     v6.requested_ips = ips(&["fd00::ffff:ffff:ffff:ffff"]);
     assert!(a.assign(&v6).is_ok(), "the top of a /64");
     v6.requested_ips.clear();

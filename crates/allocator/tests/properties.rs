@@ -280,7 +280,7 @@ fn check_invariants(
         prop_assert!(r.ips.len() <= 2);
         let families: Vec<Family> = r.ips.iter().map(Family::of).collect();
         let order: Vec<Family> = req
-            .families
+            .families()
             .iter()
             .copied()
             .filter(|f| families.contains(f))
@@ -292,7 +292,7 @@ fn check_invariants(
             r
         );
         match req.policy {
-            FamilyPolicy::SingleStack => prop_assert_eq!(&families, &vec![req.primary()]),
+            FamilyPolicy::SingleStack => prop_assert_eq!(&families, &vec![req.primary]),
             FamilyPolicy::RequireDualStack => prop_assert_eq!(families.len(), 2),
             FamilyPolicy::PreferDualStack => {}
         }

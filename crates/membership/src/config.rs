@@ -135,7 +135,7 @@ impl Timing {
             gossip_interval: Duration::from_millis(50),
             gossip_fanout: 3,
             retransmit_multiplier: 4,
-            rejoin_interval: Duration::from_secs(1),
+            rejoin_interval: Duration::from_millis(200),
             sync_interval: Duration::from_secs(10),
             dead_retention: Duration::from_secs(60),
             max_local_health: 8,

@@ -16,6 +16,11 @@
 //! new secret out as a second key on every node, then make it first everywhere, then
 //! remove the old one.
 //!
+//! Sealing does not stop replays by someone on the path. The protocol makes them
+//! harmless or short-lived: news older than a member's incarnation is ignored, and a
+//! replayed suspicion, death or departure of a live node reaches that node (every packet
+//! to a member we do not think alive says so) and is refuted within a round trip.
+//!
 //! Without a secret, gossip is plaintext: anyone who can send UDP to port 7946 can then
 //! inject members, declare nodes dead or make a node leave, which moves load-balancer
 //! addresses. Use a secret on any network that is not fully trusted.

@@ -540,3 +540,39 @@ fn simulations_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// Someone replays (or forges, without a secret) "node-2 left" at its current
+/// incarnation: the others drop it, and it refutes as soon as it next talks to them.
+#[test]
+fn a_replayed_leave_is_undone_within_a_round() {
+    use ferrolb_membership::Status;
+    use ferrolb_membership::wire::{Message, Packet, Update};
+    let n = 4;
+    let mut net = Net::new(n, 8, Timing::fast());
+    net.converge(&all(n), &all(n), Duration::from_secs(2));
+    net.run_for(Duration::from_millis(333));
+    let victim = &net.nodes[2];
+    let forged = Packet {
+        from: victim.name.clone(),
+        message: Message::Gossip,
+        updates: vec![Update {
+            name: victim.name.clone(),
+            addr: victim.addr,
+            incarnation: victim.core.as_ref().unwrap().incarnation(),
+            status: Status::Left,
+            accuser: None,
+        }],
+    }
+    .encode();
+    let src = victim.addr;
+    for dst in [0, 1, 3] {
+        net.seq += 1;
+        net.queue
+            .push(Reverse((net.now, net.seq, dst, src, forged.clone())));
+    }
+    net.run_for(MS);
+    assert!(!net.view(0).contains("node-2"), "the replay took effect");
+    let took = net.converge(&all(n), &all(n), Duration::from_secs(1));
+    eprintln!("replayed leave undone in {took:?}");
+    assert!(took <= Duration::from_millis(300), "{took:?}");
+}

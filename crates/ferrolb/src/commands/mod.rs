@@ -24,9 +24,7 @@ pub type Valid = (Snapshot, Config, Loaded);
 
 /// Loads and validates: the snapshot and its configuration, or every problem found in
 /// reading and in validating.
-pub fn load_valid(
-    dir: Option<&Path>,
-) -> Result<Result<Valid, Vec<Problem>>, SourceError> {
+pub fn load_valid(dir: Option<&Path>) -> Result<Result<Valid, Vec<Problem>>, SourceError> {
     let mut loaded = load(dir)?;
     let snapshot = std::mem::take(&mut loaded.snapshot);
     let mut problems = std::mem::take(&mut loaded.problems);

@@ -19,7 +19,8 @@ impl Core {
     }
 
     /// Sends `message` with `first` updates, then news about the recipient if we suspect
-    /// it or think it dead (so it can refute), then queued news as space allows.
+    /// it, think it dead or think it left (a live recipient then refutes: this also
+    /// undoes a replayed "left" within a round trip), then queued news as space allows.
     pub(super) fn send_with(
         &mut self,
         to: SocketAddr,
@@ -29,9 +30,7 @@ impl Core {
     ) {
         if let Some(m) = to_name.and_then(|n| self.members.get(n).map(|m| (n, m))) {
             let (n, m) = m;
-            if matches!(m.status, Status::Suspect | Status::Dead)
-                && !updates.iter().any(|u| u.name == n)
-            {
+            if m.status != Status::Alive && !updates.iter().any(|u| u.name == n) {
                 let mut u = self.update_of(n, m);
                 if m.status == Status::Suspect {
                     u.accuser = m.suspicion.as_ref().map(|s| s.accuser().to_owned());
