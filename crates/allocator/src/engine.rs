@@ -3,15 +3,16 @@
 
 use crate::ServiceKey;
 use crate::error::{AllocationError, SharingConflict};
-use crate::fxhash::FxBuildHasher;
-use crate::request::{Family, FamilyPolicy, Port, Request, Sharing, fit_families};
-use crate::space::{ServiceId, Space};
+use crate::fxhash::{FxBuildHasher, FxHasher};
+use crate::request::{Family, FamilyPolicy, Port, Request, Sharing, fit_families, fit_pair};
+use crate::space::{Holders, ServiceId, Space};
 use ferrolb_model::crd::IPAddressPoolStatus;
 use ferrolb_model::{Config, PoolAllocation};
 use ipnet::IpNet;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 /// The addresses a Service holds and the pool they come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +146,10 @@ impl PoolState {
 /// What the allocator keeps about a Service holding addresses.
 #[derive(Clone, Debug)]
 struct Held {
-    key: Arc<ServiceKey>,
+    /// The Service's namespace and name, one after the other (one allocation).
+    key: Box<str>,
+    /// Length of the namespace in `key`.
+    namespace_len: usize,
     pool: usize,
     /// Addresses in the Service's family order.
     addrs: Picked,
@@ -156,6 +160,22 @@ struct Held {
 }
 
 impl Held {
+    fn key(&self) -> (&str, &str) {
+        self.key.split_at(self.namespace_len.min(self.key.len()))
+    }
+
+    fn is(&self, service: &ServiceKey) -> bool {
+        self.key() == (service.namespace.as_str(), service.name.as_str())
+    }
+
+    fn service_key(&self) -> ServiceKey {
+        let (namespace, name) = self.key();
+        ServiceKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
     fn ips(&self) -> Vec<IpAddr> {
         self.addrs
             .as_slice()
@@ -184,8 +204,10 @@ pub struct Allocator {
     pinned: Vec<usize>,
     /// Auto-assign pools without a `serviceAllocation`, in name order.
     fallback: Vec<usize>,
-    /// Ids of the Services holding addresses.
-    ids: HashMap<Arc<ServiceKey>, ServiceId, FxBuildHasher>,
+    /// Ids of the Services holding addresses, by hash of their key.
+    ids: HashMap<u64, Holders, FxBuildHasher>,
+    /// Number of Services holding addresses.
+    count: usize,
     /// What each id holds; `None` for a free id.
     held: Vec<Option<Held>>,
     free_ids: Vec<ServiceId>,
@@ -238,6 +260,19 @@ fn capacity(net: &IpNet, avoid_buggy: bool) -> u128 {
         }
         _ => size,
     }
+}
+
+/// Hash of a Service key, for the id map.
+fn key_hash(service: &ServiceKey) -> u64 {
+    hash_parts(&service.namespace, &service.name)
+}
+
+fn hash_parts(namespace: &str, name: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(namespace.as_bytes());
+    h.write_u8(0xff);
+    h.write(name.as_bytes());
+    h.finish()
 }
 
 /// A port in both sorted lists.
@@ -304,6 +339,7 @@ impl Allocator {
             pinned,
             fallback,
             ids: HashMap::default(),
+            count: 0,
             held: Vec::new(),
             free_ids: Vec::new(),
             next_seq: 0,
@@ -317,15 +353,16 @@ impl Allocator {
     }
 
     fn id_of(&self, service: &ServiceKey) -> Option<ServiceId> {
-        self.ids.get(service).copied()
+        self.ids
+            .get(&key_hash(service))?
+            .as_slice()
+            .iter()
+            .copied()
+            .find(|id| self.held(*id).is_some_and(|h| h.is(service)))
     }
 
     fn held(&self, id: ServiceId) -> Option<&Held> {
         self.held.get(id as usize).and_then(Option::as_ref)
-    }
-
-    fn key_of(&self, id: ServiceId) -> Option<&ServiceKey> {
-        self.held(id).map(|h| &*h.key)
     }
 
     /// Replaces the configuration. Every held assignment whose addresses still lie in one
@@ -347,7 +384,7 @@ impl Allocator {
                     h.addrs = addrs;
                     self.insert_held(h);
                 }
-                Err(_) => released.push(ServiceKey::clone(&h.key)),
+                Err(_) => released.push(h.service_key()),
             }
         }
         released.sort();
@@ -367,7 +404,14 @@ impl Allocator {
         for &(family, a) in h.addrs.as_slice() {
             state.space_mut(family).occupy(a, id, h.sharing.as_ref());
         }
-        self.ids.insert(h.key.clone(), id);
+        let (namespace, name) = h.key();
+        match self.ids.entry(hash_parts(namespace, name)) {
+            Entry::Occupied(mut e) => e.get_mut().push(id),
+            Entry::Vacant(e) => {
+                e.insert(Holders::One(id));
+            }
+        }
+        self.count += 1;
         if let Some(slot) = self.held.get_mut(id as usize) {
             *slot = Some(h);
         }
@@ -384,14 +428,18 @@ impl Allocator {
     /// else from the auto-assign pools without one (by name). On error the Service holds
     /// nothing.
     pub fn assign(&mut self, req: &Request) -> Result<Assignment, AllocationError> {
+        let id = self.assign_id(req)?;
+        Ok(self.assignment_of(id))
+    }
+
+    /// [`Allocator::assign`], returning the Service's id.
+    pub(crate) fn assign_id(&mut self, req: &Request) -> Result<ServiceId, AllocationError> {
         if let Some(id) = self.id_of(&req.service) {
             if let Some(held) = self.held(id) {
                 let ips = held.ips();
-                if self.keep(req, &ips).is_ok() {
+                if let Ok(id) = self.keep_id(req, &ips) {
                     self.complete_dual_stack(req);
-                    return self
-                        .assignment(&req.service)
-                        .ok_or(AllocationError::NoAvailableIps);
+                    return Ok(id);
                 }
             }
             self.release(&req.service);
@@ -404,9 +452,33 @@ impl Allocator {
     /// still valid for its request (see [`Allocator::check_keep`]). On success any other
     /// addresses of the Service are released; on error nothing changes.
     pub fn keep(&mut self, req: &Request, ips: &[IpAddr]) -> Result<Assignment, AllocationError> {
+        let id = self.keep_id(req, ips)?;
+        Ok(self.assignment_of(id))
+    }
+
+    /// [`Allocator::keep`], returning the Service's id.
+    pub(crate) fn keep_id(
+        &mut self,
+        req: &Request,
+        ips: &[IpAddr],
+    ) -> Result<ServiceId, AllocationError> {
         let (pool, addrs) = self.check_keep_picked(req, ips)?;
         self.release(&req.service);
         Ok(self.commit(pool, req, addrs))
+    }
+
+    /// What the Service with this id holds.
+    pub(crate) fn assignment_of(&self, id: ServiceId) -> Assignment {
+        match self.held(id) {
+            Some(held) => Assignment {
+                pool: self.pools[held.pool].name.clone(),
+                ips: held.ips(),
+            },
+            None => Assignment {
+                pool: String::new(),
+                ips: Vec::new(),
+            },
+        }
     }
 
     /// Whether the Service could keep exactly `ips`: they fit its families and policy,
@@ -422,27 +494,33 @@ impl Allocator {
         req: &Request,
         ips: &[IpAddr],
     ) -> Result<(usize, Picked), AllocationError> {
-        let mut unique: Vec<IpAddr> = Vec::with_capacity(ips.len());
+        let mut unique = [IpAddr::V4(Ipv4Addr::UNSPECIFIED); 2];
+        let mut n = 0;
         for ip in ips {
             let ip = ip.to_canonical();
-            if !unique.contains(&ip) {
-                unique.push(ip);
+            if unique[..n].contains(&ip) {
+                continue;
             }
-        }
-        let ordered = fit_families(&unique, req.families(), req.policy)?;
-        if !req.requested_ips.is_empty() {
-            let mut a = ordered.clone();
-            let mut b = req.requested_ips.clone();
-            a.sort();
-            b.sort();
-            if a != b {
-                return Err(AllocationError::NotRequested {
-                    ips: ordered,
-                    requested: req.requested_ips.clone(),
-                });
+            if n == 2 {
+                // More than two addresses: let the family check say so.
+                fit_families(ips, req.families(), req.policy)?;
+                return Err(AllocationError::NoAvailableIps);
             }
+            unique[n] = ip;
+            n += 1;
         }
-        self.check_claim(req, &ordered, self.id_of(&req.service))
+        let (ordered, len) = fit_pair(&unique[..n], req.families(), req.policy)?;
+        let ordered = &ordered[..len];
+        if !req.requested_ips.is_empty()
+            && (ordered.len() != req.requested_ips.len()
+                || ordered.iter().any(|ip| !req.requested_ips.contains(ip)))
+        {
+            return Err(AllocationError::NotRequested {
+                ips: ordered.to_vec(),
+                requested: req.requested_ips.clone(),
+            });
+        }
+        self.check_claim(req, ordered, self.id_of(&req.service))
     }
 
     /// Whether the Service may take `ips` (already checked against its families).
@@ -544,12 +622,12 @@ impl Allocator {
             .iter()
             .filter(|h| Some(**h) != me)
             .filter_map(|h| self.held(*h));
-        let Some(first) = others.clone().map(|h| &*h.key).min() else {
+        let Some(first) = others.clone().min_by(|x, y| x.key().cmp(&y.key())) else {
             return Ok(());
         };
-        let in_use = |holder: &ServiceKey, reason| AllocationError::IpInUse {
+        let in_use = |holder: &Held, reason| AllocationError::IpInUse {
             ip: to_ip(family, a),
-            holder: holder.clone(),
+            holder: holder.service_key(),
             reason,
         };
         let (Some(theirs), Some(ours)) = (slot.sharing.as_deref(), &req.sharing) else {
@@ -573,8 +651,8 @@ impl Allocator {
             return Err(in_use(first, SharingConflict::DifferentBackend));
         }
         let clash = others
-            .filter_map(|h| Some((&*h.key, common_port(&h.ports, &req.ports)?)))
-            .min_by(|x, y| x.0.cmp(y.0));
+            .filter_map(|h| Some((h, common_port(&h.ports, &req.ports)?)))
+            .min_by(|x, y| x.0.key().cmp(&y.0.key()));
         match clash {
             Some((holder, port)) => Err(in_use(holder, SharingConflict::PortInUse(port))),
             None => Ok(()),
@@ -727,14 +805,19 @@ impl Allocator {
     }
 
     /// Records the Service (which holds nothing) as holding `addrs` of `pool`.
-    fn commit(&mut self, pool: usize, req: &Request, mut addrs: Picked) -> Assignment {
+    fn commit(&mut self, pool: usize, req: &Request, mut addrs: Picked) -> ServiceId {
         if addrs.len == 2 && addrs.items[0].0 != req.primary {
             addrs.items.swap(0, 1);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let held = Held {
-            key: Arc::new(req.service.clone()),
+        let ServiceKey { namespace, name } = &req.service;
+        let mut key = String::with_capacity(namespace.len() + name.len());
+        key.push_str(namespace);
+        key.push_str(name);
+        self.insert_held(Held {
+            key: key.into_boxed_str(),
+            namespace_len: namespace.len(),
             pool,
             addrs,
             ports: if req.sharing.is_some() {
@@ -744,13 +827,7 @@ impl Allocator {
             },
             sharing: req.sharing.clone(),
             seq,
-        };
-        let ips = held.ips();
-        self.insert_held(held);
-        Assignment {
-            pool: self.pools[pool].name.clone(),
-            ips,
-        }
+        })
     }
 
     /// For a PreferDualStack Service that holds one family and asks for no particular
@@ -783,7 +860,14 @@ impl Allocator {
     /// Frees the Service's addresses (an address stays used while other Services share
     /// it). Returns what it held.
     pub fn release(&mut self, service: &ServiceKey) -> Option<Assignment> {
-        let id = self.ids.remove(service)?;
+        let id = self.id_of(service)?;
+        let hash = key_hash(service);
+        if let Some(list) = self.ids.get_mut(&hash)
+            && list.remove(id)
+        {
+            self.ids.remove(&hash);
+        }
+        self.count -= 1;
         let held = self.held.get_mut(id as usize)?.take()?;
         self.free_ids.push(id);
         let state = &mut self.pools[held.pool];
@@ -798,11 +882,9 @@ impl Allocator {
 
     /// What the Service holds.
     pub fn assignment(&self, service: &ServiceKey) -> Option<Assignment> {
-        let held = self.held(self.id_of(service)?)?;
-        Some(Assignment {
-            pool: self.pools[held.pool].name.clone(),
-            ips: held.ips(),
-        })
+        let id = self.id_of(service)?;
+        self.held(id)?;
+        Some(self.assignment_of(id))
     }
 
     /// The Services holding an address, in the order they took it.
@@ -814,7 +896,7 @@ impl Allocator {
                 slot.holders
                     .as_slice()
                     .iter()
-                    .filter_map(|id| self.key_of(*id).cloned())
+                    .filter_map(|id| self.held(*id).map(Held::service_key))
                     .collect()
             })
     }
@@ -849,11 +931,11 @@ impl Allocator {
 
     /// Number of Services holding addresses.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.count
     }
 
     /// Whether no Service holds an address.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.count == 0
     }
 }

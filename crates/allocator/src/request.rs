@@ -164,7 +164,8 @@ pub struct Request {
     pub pool: Option<String>,
     /// The sharing permission (`metallb.io/allow-shared-ip`); `None` for exclusive use.
     pub sharing: Option<Sharing>,
-    /// Ports used, sorted, without repetitions.
+    /// Ports used, sorted, without repetitions. Only read for Services that share an
+    /// address ([`Request::from_service`] leaves it empty for the others).
     pub ports: Vec<Port>,
     /// The Service's labels (for pools' service selectors).
     pub labels: BTreeMap<String, String>,
@@ -369,17 +370,20 @@ impl Request {
             None => None,
         };
 
-        let mut ports: Vec<Port> = spec
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| Port {
-                protocol: Protocol::parse(p.protocol.as_deref()),
-                port: p.port,
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
+        let mut ports: Vec<Port> = Vec::new();
+        if sharing.is_some() {
+            ports = spec
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| Port {
+                    protocol: Protocol::parse(p.protocol.as_deref()),
+                    port: p.port,
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+        }
 
         Ok(Request {
             service: ServiceKey::default(),
@@ -473,28 +477,40 @@ pub(crate) fn fit_families(
     families: &[Family],
     policy: FamilyPolicy,
 ) -> Result<Vec<IpAddr>, AllocationError> {
+    let (ordered, len) = fit_pair(ips, families, policy)?;
+    Ok(ordered[..len].to_vec())
+}
+
+/// [`fit_families`] without allocating: the addresses in an array, and how many.
+pub(crate) fn fit_pair(
+    ips: &[IpAddr],
+    families: &[Family],
+    policy: FamilyPolicy,
+) -> Result<([IpAddr; 2], usize), AllocationError> {
     let mismatch = || AllocationError::FamilyMismatch {
         ips: ips.to_vec(),
         families: families.to_vec(),
         policy,
     };
-    let mut ordered = Vec::with_capacity(2);
+    let mut ordered = [IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED); 2];
+    let mut len = 0;
     for family in families {
         let mut of_family = ips.iter().filter(|ip| Family::of(ip) == *family);
         if let Some(ip) = of_family.next() {
-            if of_family.next().is_some() {
+            if of_family.next().is_some() || len == 2 {
                 return Err(mismatch());
             }
-            ordered.push(*ip);
+            ordered[len] = *ip;
+            len += 1;
         }
     }
     let count_ok = match policy {
-        FamilyPolicy::SingleStack => ordered.len() == 1,
-        FamilyPolicy::PreferDualStack => !ordered.is_empty(),
-        FamilyPolicy::RequireDualStack => ordered.len() == 2,
+        FamilyPolicy::SingleStack => len == 1,
+        FamilyPolicy::PreferDualStack => len > 0,
+        FamilyPolicy::RequireDualStack => len == 2,
     };
-    if ordered.len() != ips.len() || !count_ok {
+    if len != ips.len() || !count_ok {
         return Err(mismatch());
     }
-    Ok(ordered)
+    Ok((ordered, len))
 }

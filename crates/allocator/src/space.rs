@@ -9,6 +9,7 @@
 
 use crate::fxhash::FxBuildHasher;
 use crate::request::Sharing;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The allocator's number for a Service holding addresses.
@@ -31,7 +32,7 @@ impl Holders {
         }
     }
 
-    fn push(&mut self, id: ServiceId) {
+    pub(crate) fn push(&mut self, id: ServiceId) {
         match self {
             Holders::One(first) => *self = Holders::Many(vec![*first, id]),
             Holders::Many(ids) => ids.push(id),
@@ -39,7 +40,7 @@ impl Holders {
     }
 
     /// Removes a holder; returns whether none is left.
-    fn remove(&mut self, id: ServiceId) -> bool {
+    pub(crate) fn remove(&mut self, id: ServiceId) -> bool {
         match self {
             Holders::One(only) => *only == id,
             Holders::Many(ids) => {
@@ -84,7 +85,7 @@ pub(crate) struct Space {
     /// Whether IPv4 addresses ending in .0 or .255 are unusable (never set for IPv6).
     avoid_buggy: bool,
     /// Used addresses.
-    pub(crate) slots: BTreeMap<u128, Slot>,
+    pub(crate) slots: HashMap<u128, Slot, FxBuildHasher>,
     /// Maximal runs of used addresses: start → end (inclusive). Two used addresses are in
     /// one run when every usable address between them is used.
     runs: BTreeMap<u128, u128>,
@@ -159,17 +160,18 @@ impl Space {
 
     /// Adds a holder to `a`, which must be usable; a new slot takes `sharing`.
     pub(crate) fn occupy(&mut self, a: u128, holder: ServiceId, sharing: Option<&Sharing>) {
-        if let Some(slot) = self.slots.get_mut(&a) {
-            slot.holders.push(holder);
-            return;
+        match self.slots.entry(a) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().holders.push(holder);
+                return;
+            }
+            Entry::Vacant(e) => {
+                e.insert(Slot {
+                    sharing: sharing.map(|s| Box::new(s.clone())),
+                    holders: Holders::One(holder),
+                });
+            }
         }
-        self.slots.insert(
-            a,
-            Slot {
-                sharing: sharing.map(|s| Box::new(s.clone())),
-                holders: Holders::One(holder),
-            },
-        );
         if let Some(s) = sharing {
             self.shared.entry(s.clone()).or_default().insert(a);
         }

@@ -358,10 +358,12 @@ fn sigterm_hands_over() {
     );
     let pid = c.pids[order[0]];
     c.lab.signal(pid, "TERM").unwrap();
+    let asked = Instant::now();
     let code = c
         .lab
         .wait(pid, Duration::from_secs(5))
         .expect("exits after SIGTERM");
+    eprintln!("SIGTERM: the owner exited after {:?}", asked.elapsed());
     assert_eq!(code, Some(0), "clean exit");
     assert_eq!(
         c.arp(VIP4, 2),
