@@ -76,6 +76,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut sigint = signal(SignalKind::interrupt())?;
 
     let mut watch = DirWatch::new(&args.manifests);
+    let mut unreadable = false;
     let mut in_force: Option<InForce> = None;
     let mut previous: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
     let mut local = LocalAddresses::default();
@@ -93,10 +94,19 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         tokio::select! {
             _ = tick.tick() => {
                 match watch.changed() {
-                    Ok(false) => {}
-                    Ok(true) => dirty |= reload(&args, &mut in_force, &shared),
+                    Ok(changed) => {
+                        // Readable again: re-read even if unchanged, to clear the stale flag.
+                        if changed || unreadable {
+                            dirty |= reload(&args, &mut in_force, &shared);
+                        }
+                        unreadable = false;
+                    }
                     Err(e) => {
-                        warn!("reading {}: {e}", args.manifests.display());
+                        // Said once, not every tick; the last good configuration stays.
+                        if !unreadable {
+                            warn!("reading {}: {e}: keeping the configuration in force", args.manifests.display());
+                            unreadable = true;
+                        }
                         shared.lock().expect("state lock").config_stale = true;
                     }
                 }
