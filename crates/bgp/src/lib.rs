@@ -1,0 +1,4 @@
+//! ferrolb's BGP speaker.
+#![warn(missing_docs)]
+
+pub mod message;
