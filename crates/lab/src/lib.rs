@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod probe;
+pub mod routers;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

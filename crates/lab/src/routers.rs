@@ -1,0 +1,480 @@
+//! Real BGP routers on lab hosts: BIRD 2, FRR 8 (zebra + bgpd + bfdd) and GoBGP 3, each
+//! started with its own files under a directory the caller gives, so several run side
+//! by side. They are the peers ferrolb's BGP speaker is tested against.
+//!
+//! Each router imports what its neighbours announce and installs it in its host's kernel
+//! table (BIRD and FRR; GoBGP keeps routes in its RIB only), with ECMP across neighbours.
+//! Pitfalls handled (see shared/reference/lab-notes.md): BIRD's slow default retry
+//! timers, eBGP filters and `merge paths`; FRR's per-daemon paths and
+//! `no bgp ebgp-requires-policy`; ICMP redirects off on the router.
+
+use crate::{Lab, LabError};
+use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// One neighbour of a router.
+#[derive(Clone, Debug)]
+pub struct Neighbor {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its AS number.
+    pub asn: u32,
+    /// TCP-MD5 password.
+    pub password: Option<String>,
+    /// BFD with this receive/transmit interval (ms) and multiplier.
+    pub bfd: Option<(u32, u32)>,
+    /// eBGP more than one hop away.
+    pub multihop: bool,
+}
+
+impl Neighbor {
+    /// A plain neighbour.
+    pub fn new(address: IpAddr, asn: u32) -> Neighbor {
+        Neighbor {
+            address,
+            asn,
+            password: None,
+            bfd: None,
+            multihop: false,
+        }
+    }
+}
+
+/// A router's settings.
+#[derive(Clone, Debug)]
+pub struct RouterSpec {
+    /// Its AS number.
+    pub asn: u32,
+    /// Its BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Its neighbours.
+    pub neighbors: Vec<Neighbor>,
+    /// Hold time it offers, in seconds.
+    pub hold_time: u16,
+    /// Prefixes it originates (for tests of the harness itself).
+    pub originate: Vec<String>,
+}
+
+/// Which implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterKind {
+    /// BIRD 2.
+    Bird,
+    /// FRR 8.
+    Frr,
+    /// GoBGP 3.
+    Gobgp,
+}
+
+/// A running router.
+#[derive(Debug)]
+pub struct Router {
+    /// The implementation.
+    pub kind: RouterKind,
+    /// The lab host it runs on.
+    pub host: String,
+    dir: PathBuf,
+    /// The daemons' process IDs (the lab kills them when dropped).
+    pub pids: Vec<u32>,
+}
+
+impl Router {
+    /// Starts `kind` on `host` with `spec`, its files in `dir` (created).
+    pub fn start(
+        lab: &mut Lab,
+        kind: RouterKind,
+        host: &str,
+        spec: &RouterSpec,
+        dir: &Path,
+    ) -> Result<Router, LabError> {
+        std::fs::create_dir_all(dir).map_err(|source| LabError::Spawn {
+            command: format!("mkdir {}", dir.display()),
+            source,
+        })?;
+        // A router on the clients' segment must not redirect them around itself.
+        for key in [
+            "net.ipv4.conf.all.send_redirects=0",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ] {
+            lab.exec_ok(host, &["sysctl", "-qw", key])?;
+        }
+        let mut r = Router {
+            kind,
+            host: host.into(),
+            dir: dir.into(),
+            pids: Vec::new(),
+        };
+        match kind {
+            RouterKind::Bird => r.start_bird(lab, spec)?,
+            RouterKind::Frr => r.start_frr(lab, spec)?,
+            RouterKind::Gobgp => r.start_gobgp(lab, spec)?,
+        }
+        Ok(r)
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<(), LabError> {
+        std::fs::write(self.dir.join(name), text).map_err(|source| LabError::Spawn {
+            command: format!("write {name}"),
+            source,
+        })
+    }
+
+    fn start_bird(&mut self, lab: &mut Lab, spec: &RouterSpec) -> Result<(), LabError> {
+        let mut c = String::new();
+        let _ = writeln!(c, "router id {};", spec.router_id);
+        c += "protocol device { scan time 1; }\n";
+        c += "protocol direct { ipv4; ipv6; interface \"eth0\"; }\n";
+        for family in ["ipv4", "ipv6"] {
+            let _ = writeln!(
+                c,
+                "protocol kernel {{ {family} {{ export where source = RTS_BGP; }}; merge paths on; learn; }}"
+            );
+        }
+        if !spec.originate.is_empty() {
+            c += "protocol static {\n  ipv4;\n";
+            for p in spec.originate.iter().filter(|p| !p.contains(':')) {
+                let _ = writeln!(c, "  route {p} blackhole;");
+            }
+            c += "}\n";
+        }
+        if spec.neighbors.iter().any(|n| n.bfd.is_some()) {
+            let (rx, tx) = spec
+                .neighbors
+                .iter()
+                .find_map(|n| n.bfd)
+                .unwrap_or((300, 300));
+            let _ = writeln!(
+                c,
+                "protocol bfd {{ interface \"*\" {{ min rx interval {rx} ms; min tx interval {tx} ms; multiplier 3; }}; }}"
+            );
+        }
+        for (i, n) in spec.neighbors.iter().enumerate() {
+            let _ = writeln!(c, "protocol bgp peer{i} {{");
+            let _ = writeln!(
+                c,
+                "  local as {};\n  neighbor {} as {};",
+                spec.asn, n.address, n.asn
+            );
+            let _ = writeln!(
+                c,
+                "  hold time {};\n  connect retry time 1;\n  error wait time 1, 2;",
+                spec.hold_time
+            );
+            // BIRD keeps a dead peer's routes for two minutes with graceful restart on.
+            c += "  graceful restart off;\n";
+            if let Some(pw) = &n.password {
+                let _ = writeln!(c, "  password \"{pw}\";");
+            }
+            if n.bfd.is_some() {
+                c += "  bfd on;\n";
+            }
+            if n.multihop {
+                c += "  multihop;\n";
+            }
+            let export = if spec.originate.is_empty() {
+                "none"
+            } else {
+                "where source = RTS_STATIC"
+            };
+            let family = if n.address.is_ipv4() { "ipv4" } else { "ipv6" };
+            let _ = writeln!(c, "  {family} {{ import all; export {export}; }};");
+            c += "}\n";
+        }
+        self.write("bird.conf", &c)?;
+        let argv = [
+            "bird",
+            "-f",
+            "-c",
+            &self.file("bird.conf"),
+            "-s",
+            &self.file("bird.ctl"),
+            "-P",
+            &self.file("bird.pid"),
+        ];
+        let pid = lab.spawn(&self.host, &argv, Some(&self.dir.join("bird.log")))?;
+        self.pids.push(pid);
+        Ok(())
+    }
+
+    fn start_frr(&mut self, lab: &mut Lab, spec: &RouterSpec) -> Result<(), LabError> {
+        let mut c = String::new();
+        c += "frr defaults traditional\nhostname lab\nlog stdout\n";
+        let _ = writeln!(
+            c,
+            "router bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n bgp bestpath as-path multipath-relax",
+            spec.asn, spec.router_id
+        );
+        let _ = writeln!(
+            c,
+            " timers bgp {} {}",
+            (spec.hold_time / 3).max(1),
+            spec.hold_time
+        );
+        for n in &spec.neighbors {
+            let _ = writeln!(
+                c,
+                " neighbor {} remote-as {}\n neighbor {} timers connect 1",
+                n.address, n.asn, n.address
+            );
+            if let Some(pw) = &n.password {
+                let _ = writeln!(c, " neighbor {} password {pw}", n.address);
+            }
+            if n.bfd.is_some() {
+                let _ = writeln!(c, " neighbor {} bfd profile lab", n.address);
+            }
+            if n.multihop {
+                let _ = writeln!(c, " neighbor {} ebgp-multihop 2", n.address);
+            }
+        }
+        for family in ["ipv4", "ipv6"] {
+            let _ = writeln!(
+                c,
+                " address-family {family} unicast\n  maximum-paths 16\n  maximum-paths ibgp 16"
+            );
+            for n in spec
+                .neighbors
+                .iter()
+                .filter(|n| n.address.is_ipv4() == (family == "ipv4"))
+            {
+                let _ = writeln!(c, "  neighbor {} activate", n.address);
+            }
+            for p in spec
+                .originate
+                .iter()
+                .filter(|p| p.contains(':') == (family == "ipv6"))
+            {
+                let _ = writeln!(c, "  network {p}");
+            }
+            c += " exit-address-family\n";
+        }
+        if let Some((rx, tx)) = spec.neighbors.iter().find_map(|n| n.bfd) {
+            let _ = writeln!(
+                c,
+                "bfd\n profile lab\n  receive-interval {rx}\n  transmit-interval {tx}\n  detect-multiplier 3\n exit\nexit"
+            );
+        }
+        for p in spec.originate.iter().filter(|p| !p.contains(':')) {
+            let _ = writeln!(c, "ip route {p} blackhole");
+        }
+        self.write("frr.conf", &c)?;
+        let vty = self.dir.join("vty");
+        std::fs::create_dir_all(&vty).map_err(|source| LabError::Spawn {
+            command: "mkdir vty".into(),
+            source,
+        })?;
+        // The daemons drop to user frr: their files must be theirs.
+        let dir_s = self.dir.display().to_string();
+        run_host("chown", &["-R", "frr:frr", &dir_s])?;
+        let zsock = self.file("zserv.api");
+        let vty_s = vty.display().to_string();
+        let conf = self.file("frr.conf");
+        for daemon in ["zebra", "bfdd", "bgpd"] {
+            let bin = format!("/usr/lib/frr/{daemon}");
+            let pidfile = self.file(&format!("{daemon}.pid"));
+            let mut argv = vec![
+                bin,
+                "-f".into(),
+                conf.clone(),
+                "-i".into(),
+                pidfile,
+                "-z".into(),
+                zsock.clone(),
+            ];
+            argv.extend([
+                "--vty_socket".into(),
+                vty_s.clone(),
+                "-P".into(),
+                "0".into(),
+            ]);
+            if daemon == "bfdd" {
+                argv.extend(["--bfdctl".into(), self.file("bfdd.sock")]);
+            }
+            let pid = lab.spawn(
+                &self.host,
+                &argv,
+                Some(&self.dir.join(format!("{daemon}.log"))),
+            )?;
+            self.pids.push(pid);
+            // zebra must be listening before the others connect to it.
+            std::thread::sleep(std::time::Duration::from_millis(if daemon == "zebra" {
+                500
+            } else {
+                100
+            }));
+        }
+        Ok(())
+    }
+
+    fn start_gobgp(&mut self, lab: &mut Lab, spec: &RouterSpec) -> Result<(), LabError> {
+        let mut c = String::new();
+        let _ = writeln!(
+            c,
+            "[global.config]\n  as = {}\n  router-id = \"{}\"\n  port = 179",
+            spec.asn, spec.router_id
+        );
+        c += "[global.use-multiple-paths.config]\n  enabled = true\n";
+        for n in &spec.neighbors {
+            let _ = writeln!(
+                c,
+                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}",
+                n.address, n.asn
+            );
+            if let Some(pw) = &n.password {
+                let _ = writeln!(c, "    auth-password = \"{pw}\"");
+            }
+            let _ = writeln!(
+                c,
+                "  [neighbors.timers.config]\n    hold-time = {}\n    keepalive-interval = {}\n    connect-retry = 1",
+                spec.hold_time,
+                (spec.hold_time / 3).max(1)
+            );
+            if n.multihop {
+                c += "  [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n";
+            }
+            let family = if n.address.is_ipv4() {
+                "ipv4-unicast"
+            } else {
+                "ipv6-unicast"
+            };
+            let _ = writeln!(
+                c,
+                "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\""
+            );
+        }
+        self.write("gobgpd.toml", &c)?;
+        let argv = [
+            "gobgpd",
+            "-f",
+            &self.file("gobgpd.toml"),
+            "-t",
+            "toml",
+            "--api-hosts",
+            &format!("127.0.0.1:{}", 50051),
+            "--pprof-disable",
+        ];
+        let pid = lab.spawn(&self.host, &argv, Some(&self.dir.join("gobgpd.log")))?;
+        self.pids.push(pid);
+        if !spec.originate.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            for p in &spec.originate {
+                let family = if p.contains(':') {
+                    "-a ipv6"
+                } else {
+                    "-a ipv4"
+                };
+                let mut argv = vec!["gobgp", "global", "rib"];
+                argv.extend(family.split(' '));
+                argv.extend(["add", p.as_str()]);
+                lab.exec_ok(&self.host, &argv)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the session with `neighbor` is established, as the router reports it.
+    pub fn established(&self, lab: &Lab, neighbor: IpAddr) -> bool {
+        let out = match self.kind {
+            RouterKind::Bird => lab.exec(
+                &self.host,
+                &[
+                    "birdc",
+                    "-s",
+                    &self.file("bird.ctl"),
+                    "show",
+                    "protocols",
+                    "all",
+                ],
+            ),
+            RouterKind::Frr => lab.exec(
+                &self.host,
+                &[
+                    "vtysh",
+                    "--vty_socket",
+                    &self.file("vty"),
+                    "-c",
+                    &format!("show bgp neighbors {neighbor}"),
+                ],
+            ),
+            RouterKind::Gobgp => {
+                lab.exec(&self.host, &["gobgp", "neighbor", &neighbor.to_string()])
+            }
+        };
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        match self.kind {
+            RouterKind::Bird => text.split("\n\n").any(|block| {
+                block.contains(&format!("Neighbor address: {neighbor}"))
+                    && block.contains("Established")
+            }),
+            RouterKind::Frr => text.contains("BGP state = Established"),
+            RouterKind::Gobgp => text.contains("BGP state:") && text.contains("established"),
+        }
+    }
+
+    /// The next hops the router's kernel uses for `prefix` (empty when it has no route).
+    /// For GoBGP, which installs nothing, the next hops in its RIB.
+    pub fn next_hops(&self, lab: &Lab, prefix: &str) -> Vec<IpAddr> {
+        let text = match self.kind {
+            RouterKind::Gobgp => {
+                let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+                lab.exec(
+                    &self.host,
+                    &["gobgp", "global", "rib", "-a", family, prefix],
+                )
+            }
+            _ => {
+                let family = if prefix.contains(':') { "-6" } else { "-4" };
+                lab.exec(
+                    &self.host,
+                    &["ip", family, "route", "show", "exact", prefix],
+                )
+            }
+        };
+        let text = text
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let mut hops: Vec<IpAddr> = match self.kind {
+            RouterKind::Gobgp => text
+                .lines()
+                .filter(|l| l.contains(prefix.split('/').next().unwrap_or(prefix)))
+                .filter_map(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+                .collect(),
+            _ => words
+                .windows(2)
+                .filter(|w| w[0] == "via")
+                .filter_map(|w| w[1].parse().ok())
+                .collect(),
+        };
+        hops.sort();
+        hops.dedup();
+        hops
+    }
+}
+
+/// Runs a command in the test's own namespace (for file ownership and the like).
+fn run_host(program: &str, args: &[&str]) -> Result<(), LabError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| LabError::Spawn {
+            command: program.into(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Failed {
+            command: format!("{program} {}", args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
