@@ -10,12 +10,15 @@
 //! - [`session`]: one session's state machine.
 //! - [`config`]: MetalLB `BFDProfile`-like settings, defaults and ranges.
 //! - [`rng`]: the small seeded generator used for transmit jitter.
+//! - `io` (feature `io`, default): the tokio UDP task for single-hop sessions.
 //!
 //! Not supported (yet): authentication (packets with the A bit are rejected), Demand
 //! mode on our side, the Echo function.
 #![warn(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "io")]
+pub mod io;
 pub mod packet;
 pub mod rng;
 pub mod session;
@@ -23,7 +26,7 @@ pub mod session;
 pub use config::{BfdProfile, ProfileError, SessionConfig, TtlCheck};
 pub use packet::{ControlPacket, Diag, ParseError, State};
 pub use rng::{JitterRng, SplitMix64};
-pub use session::{Event, RxError, Session};
+pub use session::{Event, RxError, Session, SessionStats};
 
 /// UDP destination port of single-hop control packets (RFC 5881 §4).
 pub const SINGLE_HOP_PORT: u16 = 3784;

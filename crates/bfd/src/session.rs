@@ -48,6 +48,21 @@ pub enum Event {
     },
 }
 
+/// Counters, in the spirit of MetalLB's FRR-mode `metallb_bfd_*` metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Control packets accepted by [`Session::handle_packet`].
+    pub control_packets_in: u64,
+    /// Control packets returned by [`Session::poll_transmit`].
+    pub control_packets_out: u64,
+    /// Datagrams or packets discarded with an [`RxError`].
+    pub discarded: u64,
+    /// Transitions to Up.
+    pub up_events: u64,
+    /// Transitions out of Up.
+    pub down_events: u64,
+}
+
 /// Why a received datagram was discarded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RxError {
@@ -105,6 +120,7 @@ pub struct Session<R = SplitMix64> {
     next_tx: Option<Instant>,
     last_rx: Option<Instant>,
     events: VecDeque<Event>,
+    stats: SessionStats,
 }
 
 impl<R: JitterRng> Session<R> {
@@ -140,6 +156,7 @@ impl<R: JitterRng> Session<R> {
             final_pending: false,
             last_rx: None,
             events: VecDeque::new(),
+            stats: SessionStats::default(),
         }
     }
 
@@ -171,6 +188,11 @@ impl<R: JitterRng> Session<R> {
     /// The configuration in use.
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
+    }
+
+    /// Packet and event counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
     }
 
     /// Whether a Poll sequence is in progress.
@@ -259,23 +281,31 @@ impl<R: JitterRng> Session<R> {
     /// Parses and processes a received UDP payload with its TTL / hop limit.
     pub fn handle_datagram(&mut self, now: Instant, buf: &[u8], ttl: u8) -> Result<(), RxError> {
         if !self.cfg.ttl_check.accepts(ttl) {
+            self.stats.discarded += 1;
             return Err(RxError::Ttl {
                 ttl,
                 check: self.cfg.ttl_check,
             });
         }
-        let pkt = ControlPacket::parse(buf)?;
-        self.handle_packet(now, &pkt)
+        match ControlPacket::parse(buf) {
+            Ok(pkt) => self.handle_packet(now, &pkt),
+            Err(e) => {
+                self.stats.discarded += 1;
+                Err(e.into())
+            }
+        }
     }
 
     /// Processes a parsed control packet (RFC 5880 §6.8.6 after the wire checks).
     pub fn handle_packet(&mut self, now: Instant, pkt: &ControlPacket) -> Result<(), RxError> {
         if pkt.your_discriminator != 0 && pkt.your_discriminator != self.local_discr {
+            self.stats.discarded += 1;
             return Err(RxError::DiscriminatorMismatch {
                 expected: self.local_discr,
                 got: pkt.your_discriminator,
             });
         }
+        self.stats.control_packets_in += 1;
         self.remote_discr = pkt.my_discriminator;
         self.remote_state = pkt.state;
         self.remote_demand = pkt.demand;
@@ -295,6 +325,8 @@ impl<R: JitterRng> Session<R> {
         }
 
         if self.state == State::AdminDown {
+            // §6.8.6: discarded here (no state change, no Final, no detection reset).
+            self.restart_tx_if_idle(now);
             return Ok(());
         }
         self.last_rx = Some(now);
@@ -322,11 +354,7 @@ impl<R: JitterRng> Session<R> {
             self.final_pending = true;
             self.send_now(now);
         }
-        if self.next_tx.is_none() && self.may_transmit() && self.periodic_allowed() {
-            // A passive session hearing its peer, or a peer that lifted Required Min RX 0
-            // or left Demand mode: start (again) at once.
-            self.send_now(now);
-        }
+        self.restart_tx_if_idle(now);
         Ok(())
     }
 
@@ -363,7 +391,7 @@ impl<R: JitterRng> Session<R> {
             return None;
         }
         let periodic = self.periodic_allowed();
-        if !self.next_tx.is_some_and(|t| now >= t) {
+        if self.next_tx.is_none_or(|t| now < t) {
             return None;
         }
         if !(periodic || self.final_pending || self.poll_active) {
@@ -388,6 +416,7 @@ impl<R: JitterRng> Session<R> {
             required_min_echo_rx_us: 0,
         };
         self.next_tx = Some(now + self.jittered_interval());
+        self.stats.control_packets_out += 1;
         Some(pkt.build())
     }
 
@@ -403,6 +432,14 @@ impl<R: JitterRng> Session<R> {
             && !(self.remote_demand && self.state == State::Up && self.remote_state == State::Up)
     }
 
+    /// A passive session hearing its peer, or a peer that lifted Required Min RX 0 or
+    /// left Demand mode: start (again) at once.
+    fn restart_tx_if_idle(&mut self, now: Instant) {
+        if self.next_tx.is_none() && self.may_transmit() && self.periodic_allowed() {
+            self.send_now(now);
+        }
+    }
+
     fn send_now(&mut self, now: Instant) {
         self.next_tx = Some(self.next_tx.map_or(now, |t| t.min(now)));
     }
@@ -411,9 +448,14 @@ impl<R: JitterRng> Session<R> {
         // With the peer asking for no periodic packets, the timer only paces Polls.
         let base = u64::from(self.active_tx_us.max(self.remote_min_rx_us).max(1));
         // §6.8.7: 75-100 % of the interval, 75-90 % when bfd.DetectMult is 1.
-        let span: u64 = if self.cfg.detect_mult <= 1 { 1500 } else { 2500 };
+        let span: u64 = if self.cfg.detect_mult <= 1 {
+            1500
+        } else {
+            2500
+        };
         let factor = 7500 + self.rng.next_u64() % (span + 1);
-        Duration::from_micros(base * factor / 10_000)
+        // Never zero: `poll_transmit` must not return a packet twice for one `now`.
+        Duration::from_micros((base * factor / 10_000).max(1))
     }
 
     fn go_to(&mut self, new: State, now: Instant) {
@@ -423,8 +465,10 @@ impl<R: JitterRng> Session<R> {
         }
         self.state = new;
         if new == State::Up {
+            self.stats.up_events += 1;
             self.events.push_back(Event::Up);
         } else if old == State::Up {
+            self.stats.down_events += 1;
             self.events.push_back(Event::Down {
                 diag: self.local_diag,
             });

@@ -5,7 +5,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use ferrolb_bfd::{
-    ControlPacket, Diag, Event, RxError, Session, SessionConfig, SplitMix64, State, TtlCheck,
+    ControlPacket, Diag, Event, JitterRng, RxError, Session, SessionConfig, SplitMix64, State,
+    TtlCheck,
 };
 
 const DELAY: Duration = Duration::from_millis(1);
@@ -38,6 +39,9 @@ struct Sim {
     /// (delivery time, destination, bytes)
     inflight: VecDeque<(Instant, Side, [u8; 24])>,
     link_up: bool,
+    /// Percentage of packets lost, drawn from `loss_rng`.
+    loss: u64,
+    loss_rng: SplitMix64,
     /// (send time, sender, packet)
     sent: Vec<(Instant, Side, ControlPacket)>,
     /// (delivery time, receiver, packet)
@@ -51,10 +55,22 @@ impl Sim {
         Sim {
             start,
             now: start,
-            a: Session::new(ca, NonZeroU32::new(0x1111).unwrap(), SplitMix64::new(1), start),
-            b: Session::new(cb, NonZeroU32::new(0x2222).unwrap(), SplitMix64::new(2), start),
+            a: Session::new(
+                ca,
+                NonZeroU32::new(0x1111).unwrap(),
+                SplitMix64::new(1),
+                start,
+            ),
+            b: Session::new(
+                cb,
+                NonZeroU32::new(0x2222).unwrap(),
+                SplitMix64::new(2),
+                start,
+            ),
             inflight: VecDeque::new(),
             link_up: true,
+            loss: 0,
+            loss_rng: SplitMix64::new(42),
             sent: Vec::new(),
             delivered: Vec::new(),
             events: Vec::new(),
@@ -75,7 +91,7 @@ impl Sim {
             while let Some(bytes) = s.poll_transmit(now) {
                 let pkt = ControlPacket::parse(&bytes).expect("we build valid packets");
                 self.sent.push((now, side, pkt));
-                if self.link_up {
+                if self.link_up && self.loss_rng.next_u64() % 100 >= self.loss {
                     let to = if side == Side::A { Side::B } else { Side::A };
                     self.inflight.push_back((now + DELAY, to, bytes));
                 }
@@ -360,7 +376,10 @@ fn poll_keeps_going_until_answered() {
     let now = sim.now;
     sim.a.reconfigure(now, cfg(500, 300, 3));
     sim.run_for(ms(700));
-    let polls = sim.sent[n..].iter().filter(|s| s.1 == Side::A).collect::<Vec<_>>();
+    let polls = sim.sent[n..]
+        .iter()
+        .filter(|s| s.1 == Side::A)
+        .collect::<Vec<_>>();
     assert!(polls.len() >= 2);
     assert!(polls.iter().all(|p| p.2.poll));
     assert!(sim.a.poll_in_progress());
@@ -401,6 +420,19 @@ fn admin_down_and_back() {
     sim.run_for(ms(5000));
     assert_eq!(sim.a.state(), State::AdminDown);
     assert_eq!(sim.b.state(), State::Down);
+    let stats = sim.b.stats();
+    assert_eq!(
+        (stats.up_events, stats.down_events, stats.discarded),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        stats.control_packets_in as usize,
+        sim.delivered.iter().filter(|d| d.1 == Side::B).count()
+    );
+    assert_eq!(
+        sim.a.stats().control_packets_out as usize,
+        sim.sent_by(Side::A).len()
+    );
     let now = sim.now;
     sim.a.set_admin_up(now);
     sim.run_for(ms(3000));
@@ -570,7 +602,12 @@ fn ttl_and_discriminator_checks() {
     assert_eq!(s.remote_discriminator(), 0);
     let mut multihop = cfg(300, 300, 3);
     multihop.ttl_check = TtlCheck::Minimum(254);
-    let mut m = Session::new(multihop, NonZeroU32::new(8).unwrap(), SplitMix64::new(3), t0);
+    let mut m = Session::new(
+        multihop,
+        NonZeroU32::new(8).unwrap(),
+        SplitMix64::new(3),
+        t0,
+    );
     assert!(matches!(
         m.handle_datagram(t0, &bytes, 253),
         Err(RxError::Ttl { ttl: 253, .. })
@@ -619,4 +656,119 @@ fn peer_requiring_no_packets_silences_us() {
     s.handle_packet(t1, &pkt).unwrap();
     assert_eq!(s.state(), State::Up);
     assert!(s.poll_transmit(t1).is_some());
+}
+
+#[test]
+fn peer_in_demand_mode_stops_our_periodic_packets_but_gets_finals() {
+    let t0 = Instant::now();
+    let mut s = Session::new(
+        cfg(300, 300, 3),
+        NonZeroU32::new(7).unwrap(),
+        SplitMix64::new(3),
+        t0,
+    );
+    let mut pkt = ControlPacket {
+        diag: Diag::None,
+        state: State::Init,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 3,
+        my_discriminator: 99,
+        your_discriminator: 7,
+        desired_min_tx_us: 300_000,
+        required_min_rx_us: 300_000,
+        required_min_echo_rx_us: 0,
+    };
+    s.handle_packet(t0, &pkt).unwrap();
+    assert_eq!(s.state(), State::Up);
+    assert!(s.poll_transmit(t0).is_some());
+    // Peer Up and in Demand mode: we go quiet.
+    pkt.state = State::Up;
+    pkt.demand = true;
+    s.handle_packet(t0 + ms(10), &pkt).unwrap();
+    let mut sent = 0;
+    let mut now = t0 + ms(10);
+    while now < t0 + ms(3000) {
+        if s.poll_transmit(now).is_some() {
+            sent += 1;
+        }
+        now += ms(10);
+    }
+    // At most the slow-start Poll, which stays until answered.
+    assert!(s.poll_in_progress());
+    let polls = sent;
+    assert!(polls > 0);
+    // The peer polls: we answer with a Final; it also answers our Poll.
+    pkt.poll = true;
+    pkt.final_ = false;
+    s.handle_packet(now, &pkt).unwrap();
+    let out = ControlPacket::parse(&s.poll_transmit(now).unwrap()).unwrap();
+    assert!(out.final_);
+    pkt.poll = false;
+    pkt.final_ = true;
+    s.handle_packet(now, &pkt).unwrap();
+    assert!(!s.poll_in_progress());
+    let mut later = 0;
+    for i in 1..300 {
+        if s.poll_transmit(now + ms(10 * i)).is_some() {
+            later += 1;
+        }
+    }
+    assert_eq!(
+        later, 0,
+        "no periodic packets while the peer is in Demand mode"
+    );
+    // Peer leaves Demand mode: we resume at once.
+    pkt.demand = false;
+    pkt.final_ = false;
+    let t = now + ms(3000);
+    s.handle_packet(t, &pkt).unwrap();
+    assert!(s.poll_transmit(t).is_some());
+}
+
+#[test]
+fn lossy_link_with_parameter_churn_converges() {
+    let mut sim = Sim::new(cfg(100, 100, 3), cfg(100, 100, 3));
+    sim.loss = 30;
+    for i in 0..30u64 {
+        let now = sim.now;
+        let tx = if i % 2 == 0 { 200 } else { 100 };
+        sim.a.reconfigure(now, cfg(tx, 100 + 10 * (i % 3), 3));
+        // Sometimes change again in the middle of the Poll.
+        if i % 5 == 0 {
+            sim.a.reconfigure(now + ms(1), cfg(tx + 50, 100, 3));
+        }
+        sim.run_for(ms(2000));
+    }
+    for (_, _, ev) in &sim.events {
+        if let Event::Down { diag } = ev {
+            assert!(matches!(
+                diag,
+                Diag::ControlDetectionTimeExpired | Diag::NeighborSignaledDown
+            ));
+        }
+    }
+    // The loss did make the sessions flap (deterministic: seeded jitter and loss).
+    let flaps = sim.a.stats().down_events + sim.b.stats().down_events;
+    assert!(flaps > 0);
+    sim.loss = 0;
+    let now = sim.now;
+    sim.a.reconfigure(now, cfg(150, 120, 3));
+    sim.run_for(ms(5000));
+    assert_eq!(sim.a.state(), State::Up);
+    assert_eq!(sim.b.state(), State::Up);
+    assert!(!sim.a.poll_in_progress() && !sim.b.poll_in_progress());
+    assert_eq!(sim.a.tx_interval(), Some(ms(150)));
+    assert_eq!(sim.b.tx_interval(), Some(ms(120)));
+    assert_eq!(sim.a.detection_time(), Some(ms(3 * 120)));
+    assert_eq!(sim.b.detection_time(), Some(ms(3 * 150)));
+    // Events alternate Up / Down on each side.
+    for side in [Side::A, Side::B] {
+        let evs = sim.events_of(side);
+        for (i, ev) in evs.iter().enumerate() {
+            assert_eq!(matches!(ev, Event::Up), i % 2 == 0, "{side:?}: {evs:?}");
+        }
+    }
 }
