@@ -272,7 +272,12 @@ pub fn allocate(
             warnings: std::mem::take(&mut entry.warnings),
         });
     }
-    Outcome { results }
+    let usage = allocator
+        .usages()
+        .into_iter()
+        .map(|(name, u)| (name.to_string(), u))
+        .collect();
+    Outcome { results, usage }
 }
 
 /// The reason of an error, for a warning that must not depend on which other Services

@@ -133,6 +133,9 @@ pub struct ServiceResult {
 pub struct Outcome {
     /// One result for every Service that is ours, in namespace/name order.
     pub results: Vec<ServiceResult>,
+    /// Addresses assigned and still free, per pool (for `IPAddressPool` status and the
+    /// `metallb_allocator_*` metrics).
+    pub usage: BTreeMap<String, PoolUsage>,
 }
 
 impl Outcome {

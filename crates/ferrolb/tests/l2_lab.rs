@@ -295,6 +295,14 @@ fn answers_v4_and_v6_from_exactly_one_node() {
         metrics.contains("ferrolb_membership_members{state=\"alive\"} 3"),
         "{metrics}"
     );
+    // One dual-stack Service from a pool of 10 + 10 addresses.
+    for line in [
+        "metallb_allocator_addresses_total{pool=\"lab\"} 20",
+        "metallb_allocator_addresses_in_use_total{pool=\"lab\"} 2",
+        "metallb_allocator_ipv6_addresses_in_use_total{pool=\"lab\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
     assert!(c.http(owner4, "/readyz").contains("200 OK"));
     let status = c.http(owner4, "/status");
     assert!(status.contains(&format!("\"{owner4}\"")), "{status}");

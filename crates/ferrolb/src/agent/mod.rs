@@ -242,6 +242,7 @@ fn recompute(
         .collect();
     let mut st = shared.lock().expect("state lock");
     st.allocations = outcome.results;
+    st.usage = outcome.usage;
     st.plan = plan;
     st.members = live.clone();
     owned

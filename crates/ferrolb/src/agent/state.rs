@@ -1,10 +1,11 @@
 //! What the agent knows, shared with its HTTP endpoints: metrics and status.
 
 use crate::metrics::{Exposition, Kind};
-use ferrolb_allocator::ServiceResult;
+use ferrolb_allocator::{PoolUsage, ServiceResult};
 use ferrolb_election::L2Plan;
 use ferrolb_l2::L2Stats;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,8 @@ pub struct AgentState {
     pub problems: Vec<String>,
     /// Allocation of every Service that is ours.
     pub allocations: Vec<ServiceResult>,
+    /// Addresses assigned and free, per pool.
+    pub usage: BTreeMap<String, PoolUsage>,
     /// The layer 2 election.
     pub plan: L2Plan,
     /// Live members, when membership runs.
@@ -45,6 +48,16 @@ struct ServiceStatus {
     announced_by: Vec<(String, String)>,
 }
 
+/// One pool in `/status`.
+#[derive(Serialize)]
+struct PoolStatus<'a> {
+    pool: &'a str,
+    assigned_ipv4: u128,
+    available_ipv4: u128,
+    assigned_ipv6: u128,
+    available_ipv6: u128,
+}
+
 /// The body of `/status`.
 #[derive(Serialize)]
 struct Status<'a> {
@@ -53,6 +66,7 @@ struct Status<'a> {
     config_stale: bool,
     problems: &'a [String],
     members: Option<&'a BTreeSet<String>>,
+    pools: Vec<PoolStatus<'a>>,
     services: Vec<ServiceStatus>,
 }
 
@@ -98,6 +112,17 @@ impl AgentState {
             config_stale: self.config_stale,
             problems: &self.problems,
             members: self.members.as_ref(),
+            pools: self
+                .usage
+                .iter()
+                .map(|(pool, u)| PoolStatus {
+                    pool,
+                    assigned_ipv4: u.assigned_ipv4,
+                    available_ipv4: u.available_ipv4,
+                    assigned_ipv6: u.assigned_ipv6,
+                    available_ipv6: u.available_ipv6,
+                })
+                .collect(),
             services,
         };
         serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -147,6 +172,7 @@ impl AgentState {
                 );
             }
         }
+        write_pools(&mut e, &self.usage);
         write_l2(&mut e, &self.l2_stats);
         if let Some(m) = &self.membership {
             write_membership(&mut e, m);
@@ -245,5 +271,53 @@ fn write_membership(e: &mut Exposition, m: &ferrolb_membership::Stats) {
             &[("reason", reason)],
             n as f64,
         );
+    }
+}
+
+/// MetalLB's allocator gauges, per pool.
+fn write_pools(e: &mut Exposition, usage: &BTreeMap<String, PoolUsage>) {
+    type Get = fn(&PoolUsage) -> u128;
+    let families: [(&str, &str, Get); 6] = [
+        (
+            "metallb_allocator_addresses_total",
+            "Number of usable IP addresses, per pool",
+            |u| {
+                u.assigned_ipv4
+                    .saturating_add(u.available_ipv4)
+                    .saturating_add(u.assigned_ipv6)
+                    .saturating_add(u.available_ipv6)
+            },
+        ),
+        (
+            "metallb_allocator_ipv4_addresses_total",
+            "Number of usable IPv4 addresses, per pool",
+            |u| u.assigned_ipv4.saturating_add(u.available_ipv4),
+        ),
+        (
+            "metallb_allocator_ipv6_addresses_total",
+            "Number of usable IPv6 addresses, per pool",
+            |u| u.assigned_ipv6.saturating_add(u.available_ipv6),
+        ),
+        (
+            "metallb_allocator_addresses_in_use_total",
+            "Number of IP addresses in use, per pool",
+            |u| u.assigned_ipv4.saturating_add(u.assigned_ipv6),
+        ),
+        (
+            "metallb_allocator_ipv4_addresses_in_use_total",
+            "Number of IPv4 addresses in use, per pool",
+            |u| u.assigned_ipv4,
+        ),
+        (
+            "metallb_allocator_ipv6_addresses_in_use_total",
+            "Number of IPv6 addresses in use, per pool",
+            |u| u.assigned_ipv6,
+        ),
+    ];
+    for (name, help, get) in families {
+        e.family(name, help, Kind::Gauge);
+        for (pool, u) in usage {
+            e.sample(name, &[("pool", pool)], get(u) as f64);
+        }
     }
 }
