@@ -27,6 +27,8 @@ enum Command {
     /// Run the standalone node agent: allocate, elect and announce from a manifest
     /// directory, without Kubernetes.
     Run(agent::Args),
+    /// Show what a standalone agent is doing: pools, Services, announcements, members.
+    Status(commands::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(&args, &mut out),
         Command::Allocate(args) => commands::allocate::run(&args, &mut out),
         Command::Run(args) => agent::run(args),
+        Command::Status(args) => commands::status::run(&args, &mut out),
     };
     match result {
         Ok(code) => code,

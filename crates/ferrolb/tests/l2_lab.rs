@@ -304,6 +304,18 @@ fn answers_v4_and_v6_from_exactly_one_node() {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }
     assert!(c.http(owner4, "/readyz").contains("200 OK"));
+    let agent = format!("{}:9120", c.lab.host(owner4).ipv4);
+    let out = c
+        .lab
+        .exec(
+            "client",
+            &[env!("CARGO_BIN_EXE_ferrolb"), "status", "--agent", &agent],
+        )
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(table.contains("configuration: valid"), "{table}");
+    assert!(table.contains(&format!("{VIP4} on {owner4}")), "{table}");
     let status = c.http(owner4, "/status");
     assert!(status.contains(&format!("\"{owner4}\"")), "{status}");
 }

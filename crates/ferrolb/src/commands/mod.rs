@@ -3,6 +3,7 @@
 pub mod allocate;
 pub mod check;
 pub mod crds;
+pub mod status;
 
 use crate::embedded::EXAMPLES;
 use ferrolb_model::{Config, Problem, Snapshot};

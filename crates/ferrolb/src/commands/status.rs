@@ -1,0 +1,266 @@
+//! `ferrolb status`: what a standalone agent is doing, from its `/status` endpoint.
+//! (The Kubernetes form, reading the cluster, comes with the controller.)
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Output format.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Tables for people.
+    Table,
+    /// The agent's JSON document.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// Arguments of `ferrolb status`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The agent's `--metrics-addr`.
+    #[arg(long, default_value = "127.0.0.1:9120")]
+    agent: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Format,
+}
+
+/// Prints the agent's status; exit 1 when it cannot be reached.
+pub fn run(args: &Args, out: &mut impl Write) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let body = match fetch(&args.agent, "/status") {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ferrolb status: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let status: Value = serde_json::from_str(&body)
+        .map_err(|e| format!("the agent at {} sent a bad /status: {e}", args.agent))?;
+    match args.output {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?,
+        Format::Yaml => out.write_all(serde_saphyr::to_string(&status)?.as_bytes())?,
+        Format::Table => out.write_all(render(&status, &pool_rows(&body)).as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// GET `path` over HTTP/1.0 and return the body; errors say what to do.
+fn fetch(agent: &str, path: &str) -> Result<String, String> {
+    let addr: SocketAddr = agent
+        .to_socket_addrs()
+        .map_err(|e| format!("bad agent address {agent:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad agent address {agent:?}"))?;
+    let hint = format!("is `ferrolb run --metrics-addr {agent}` running there?");
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("no agent at {agent}: {e} ({hint})"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {agent}\r\n\r\n")
+        .map_err(|e| format!("{agent}: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("{agent}: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{agent}: not an HTTP answer ({hint})"))?;
+    if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1).is_none_or(|c| c != "200") {
+        let line = head.lines().next().unwrap_or("");
+        return Err(format!("{agent}{path}: {line} ({hint})"));
+    }
+    Ok(body.to_string())
+}
+
+/// One pool's counts, read at full width (a /64 holds more than 2^64 addresses, which
+/// a JSON `Value` would round to a float).
+#[derive(serde::Deserialize)]
+struct PoolRow {
+    pool: String,
+    assigned_ipv4: u128,
+    available_ipv4: u128,
+    assigned_ipv6: u128,
+    available_ipv6: u128,
+}
+
+#[derive(serde::Deserialize)]
+struct Pools {
+    #[serde(default)]
+    pools: Vec<PoolRow>,
+}
+
+/// The pool table's rows, from the raw `/status` body.
+fn pool_rows(body: &str) -> Vec<Vec<String>> {
+    let pools = serde_json::from_str::<Pools>(body)
+        .map(|p| p.pools)
+        .unwrap_or_default();
+    pools
+        .into_iter()
+        .map(|p| {
+            let n = [
+                p.assigned_ipv4,
+                p.available_ipv4,
+                p.assigned_ipv6,
+                p.available_ipv6,
+            ];
+            std::iter::once(p.pool)
+                .chain(n.iter().map(u128::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// The status as tables.
+fn render(s: &Value, pools: &[Vec<String>]) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut out = String::new();
+    let config = match (s["config_loaded"].as_bool(), s["config_stale"].as_bool()) {
+        (Some(true), Some(false)) => "valid".to_string(),
+        (Some(true), Some(true)) => {
+            "STALE: the last change is invalid, the previous one is in force".to_string()
+        }
+        _ => "NOT LOADED: no valid configuration yet".to_string(),
+    };
+    out += &format!(
+        "node:          {}\nconfiguration: {config}\n",
+        text(&s["node"])
+    );
+    for p in s["problems"].as_array().into_iter().flatten() {
+        out += &format!("  problem: {}\n", text(p));
+    }
+    let members: Vec<String> = s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    out += &format!(
+        "members:       {}\n\n",
+        if s["members"].is_null() {
+            "(no membership)".to_string()
+        } else {
+            members.join(", ")
+        }
+    );
+    out += &table(
+        &["POOL", "IPV4 USED", "IPV4 FREE", "IPV6 USED", "IPV6 FREE"],
+        pools,
+    );
+    out += "\n";
+    let services: Vec<Vec<String>> = s["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|svc| {
+            let ips: Vec<String> = svc["ips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let by: Vec<String> = svc["announced_by"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| format!("{} on {}", text(&pair[0]), text(&pair[1])))
+                .collect();
+            let state = match svc["error"].as_str() {
+                Some(e) => format!("AllocationFailed: {e}"),
+                None if by.is_empty() => "not announced".to_string(),
+                None => by.join(", "),
+            };
+            let dash = |v: String| if v.is_empty() { "-".to_string() } else { v };
+            vec![
+                text(&svc["service"]),
+                dash(ips.join(",")),
+                dash(text(&svc["pool"])),
+                state,
+            ]
+        })
+        .collect();
+    out += &table(
+        &["SERVICE", "IPS", "POOL", "ANNOUNCED (layer 2)"],
+        &services,
+    );
+    out
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_pools_services_and_state() {
+        let body = r#"{"node":"node-a","config_loaded":true,"config_stale":true,
+                "problems":["IPAddressPool/x: spec.addresses[0]: bad"],
+                "members":["node-a","node-b"],
+                "pools":[{"pool":"lab","assigned_ipv4":1,"available_ipv4":9,"assigned_ipv6":0,"available_ipv6":18446744073709551616}],
+                "services":[
+                  {"service":"default/web","ips":["198.51.100.200"],"pool":"lab","error":null,"announced_by":[["198.51.100.200","node-b"]]},
+                  {"service":"default/typo","ips":[],"pool":null,"error":"pool \"x\" does not exist","announced_by":[]}]}"#;
+        let s: Value = serde_json::from_str(body).unwrap();
+        let text = render(&s, &pool_rows(body));
+        assert!(text.contains("configuration: STALE"), "{text}");
+        assert!(
+            text.contains("problem: IPAddressPool/x: spec.addresses[0]: bad"),
+            "{text}"
+        );
+        assert!(text.contains("members:       node-a, node-b"), "{text}");
+        assert!(
+            text.contains("lab   1          9          0          18446744073709551616"),
+            "{text}"
+        );
+        assert!(
+            text.contains("default/web   198.51.100.200  lab   198.51.100.200 on node-b"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "default/typo  -               -     AllocationFailed: pool \"x\" does not exist"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unreachable_agent_says_what_to_do() {
+        // A port on loopback nobody listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let err = fetch(&addr, "/status").unwrap_err();
+        assert!(
+            err.contains("no agent at") && err.contains("ferrolb run --metrics-addr"),
+            "{err}"
+        );
+        assert!(
+            fetch("not an address", "/status")
+                .unwrap_err()
+                .contains("bad agent address")
+        );
+    }
+}
