@@ -93,3 +93,28 @@ fn schema_keeps_metallb_field_names_and_defaults() {
         );
     }
 }
+
+const REFERENCE: &str = include_str!("../../../docs/reference.md");
+
+#[test]
+fn configuration_reference_is_current() {
+    let now = ferrolb_model::crd::reference_markdown();
+    if std::env::var_os("FERROLB_BLESS").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/reference.md");
+        std::fs::write(path, &now).expect("write docs/reference.md");
+        return;
+    }
+    assert!(
+        now == REFERENCE,
+        "docs/reference.md is stale: run FERROLB_BLESS=1 cargo test -p ferrolb-model --test crds"
+    );
+    for needle in [
+        "## IPAddressPool",
+        "`spec.addresses`",
+        "`spec.serviceAllocation.priority`",
+        "`spec.peerPort`",
+        "`status.assignedIPv4`",
+    ] {
+        assert!(now.contains(needle), "{needle} missing from the reference");
+    }
+}

@@ -12,6 +12,7 @@ mod bfd;
 mod community;
 pub mod peer;
 mod pool;
+mod reference;
 mod status;
 
 pub use advertisement::{
@@ -23,6 +24,7 @@ pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use peer::v1beta2::{BGPPeer, BGPPeerSpec};
 pub use peer::{DynamicAsn, SecretReference};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use reference::reference_markdown;
 pub use status::{
     ConfigurationState, ConfigurationStateSpec, ConfigurationStateStatus, InterfaceInfo,
     MetalLBServiceBGPStatus, MetalLBServiceL2Status, ServiceBGPStatus, ServiceBGPStatusSpec,
