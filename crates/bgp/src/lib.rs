@@ -1,4 +1,0 @@
-//! ferrolb's BGP speaker.
-#![warn(missing_docs)]
-
-pub mod message;
