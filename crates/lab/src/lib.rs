@@ -464,7 +464,7 @@ fn remove_stale(tag: &str) {
     }
 }
 
-fn run<I, S>(program: &str, args: I) -> Result<Output, LabError>
+pub(crate) fn run<I, S>(program: &str, args: I) -> Result<Output, LabError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,

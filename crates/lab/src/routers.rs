@@ -270,7 +270,7 @@ impl Router {
         })?;
         // The daemons drop to user frr: their files must be theirs.
         let dir_s = self.dir.display().to_string();
-        run_host("chown", &["-R", "frr:frr", &dir_s])?;
+        crate::run("chown", ["-R", "frr:frr", &dir_s])?;
         let zsock = self.file("zserv.api");
         let vty_s = vty.display().to_string();
         let conf = self.file("frr.conf");
@@ -456,25 +456,5 @@ impl Router {
         hops.sort();
         hops.dedup();
         hops
-    }
-}
-
-/// Runs a command in the test's own namespace (for file ownership and the like).
-fn run_host(program: &str, args: &[&str]) -> Result<(), LabError> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|source| LabError::Spawn {
-            command: program.into(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(LabError::Failed {
-            command: format!("{program} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
     }
 }
