@@ -98,13 +98,13 @@ impl L2Plan {
 }
 
 /// A node as the election sees it.
-struct NodeView<'a> {
-    labels: &'a BTreeMap<String, String>,
+pub(crate) struct NodeView<'a> {
+    pub(crate) labels: &'a BTreeMap<String, String>,
     /// Not NetworkUnavailable and not labelled as excluded from load balancers.
-    eligible: bool,
+    pub(crate) eligible: bool,
 }
 
-fn node_view(node: &Node) -> NodeView<'_> {
+pub(crate) fn node_view(node: &Node) -> NodeView<'_> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY);
     let network_unavailable = node
@@ -125,7 +125,10 @@ fn selects_node(ad: &L2Advertisement, labels: &BTreeMap<String, String>) -> bool
     ad.node_selectors.is_empty() || ad.node_selectors.iter().any(|s| s.matches(labels))
 }
 
-fn any_matches(selectors: &[Selector], labels: Option<&BTreeMap<String, String>>) -> bool {
+pub(crate) fn any_matches(
+    selectors: &[Selector],
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     selectors.iter().any(|s| s.matches_opt(labels))
 }
 

@@ -11,10 +11,12 @@
 
 #![warn(missing_docs)]
 
+pub mod bgp;
 pub mod endpoints;
 pub mod l2;
 mod rank;
 
+pub use bgp::{BgpSkip, NodeBgpPlan, PeerPlan, Route, plan_bgp};
 pub use endpoints::Endpoints;
 pub use l2::{Assigned, Interfaces, IpPlan, L2Plan, Skip, elect_l2};
 pub use rank::{hash_key, rank_nodes};
