@@ -19,7 +19,8 @@ pub struct BfdProfile {
     pub detect_multiplier: u32,
     /// `echoInterval`: 10-60000 ms, default 50. Validated; echo is not implemented.
     pub echo_interval_ms: u32,
-    /// `echoMode`: the Echo function is not implemented, so `true` is rejected.
+    /// `echoMode`: the Echo function is not implemented; `true` is accepted and the
+    /// session runs in asynchronous mode alone (the agent warns).
     pub echo_mode: bool,
     /// `passiveMode`: do not send until the peer has sent a packet.
     pub passive_mode: bool,
@@ -41,7 +42,7 @@ impl Default for BfdProfile {
     }
 }
 
-/// A [`BfdProfile`] value outside MetalLB's range, or a feature we do not implement.
+/// A [`BfdProfile`] value outside MetalLB's range.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ProfileError {
     /// A field outside its allowed range.
@@ -56,9 +57,6 @@ pub enum ProfileError {
         /// Highest allowed.
         max: u32,
     },
-    /// `echoMode: true`: the Echo function is not implemented.
-    #[error("echoMode is not supported")]
-    EchoModeNotSupported,
 }
 
 fn check(field: &'static str, value: u32, min: u32, max: u32) -> Result<(), ProfileError> {
@@ -82,9 +80,6 @@ impl BfdProfile {
         check("detectMultiplier", self.detect_multiplier, 2, 255)?;
         check("echoInterval", self.echo_interval_ms, 10, 60_000)?;
         check("minimumTtl", self.minimum_ttl, 1, 254)?;
-        if self.echo_mode {
-            return Err(ProfileError::EchoModeNotSupported);
-        }
         Ok(())
     }
 
