@@ -3,7 +3,8 @@
 //! `cargo bench -p ferrolb --bench failover` (root; Debian packages iproute2,
 //! iputils-ping, nftables, keepalived). Runs `FERROLB_BENCH_RUNS` (default 10) of each
 //! scenario and writes the table into docs/benchmarks.md between the
-//! `l2-failover` markers, and the raw numbers to target/bench/l2-failover.json.
+//! `l2-failover` markers, and the raw numbers to docs/data/l2-failover.json (which
+//! scripts/plots turns into charts).
 //!
 //! Lab: a client and three nodes on one bridge. The client pings the service's IPv4 and
 //! IPv6 addresses every 10 ms (two `ping -D` processes). The outage of a run is the
@@ -399,7 +400,8 @@ fn write_results(rows: &[Row], runs: usize) {
             )
         })
         .collect();
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    // Kept with the docs: scripts/plots draws the charts of docs/benchmarks.md from it.
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/data");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(
         out.join("l2-failover.json"),
