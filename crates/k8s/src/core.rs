@@ -1,0 +1,297 @@
+//! The controller core: the shared allocator and the rules of when a Service keeps,
+//! gets or loses addresses. Sans-IO: it is fed Services and configurations and says
+//! what it decided ([`Outcome`]); [`crate::decision::decide`] turns that into writes.
+
+use crate::decision::Outcome;
+use ferrolb_allocator::{
+    AllocationError, Allocator, Options, PoolUsage, Request, ServiceKey, is_ours, status_ips,
+};
+use ferrolb_model::{Config, Problem, Snapshot};
+use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Labels of a namespace.
+pub type Labels = BTreeMap<String, String>;
+
+/// What became of a new configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigChange {
+    /// Valid and different from the one in force: now in force. Every Service must be
+    /// reconciled again ([`Core::full_sync`]).
+    Applied,
+    /// Valid and equal to the one in force: nothing to do.
+    Unchanged,
+    /// Invalid: the last good configuration (if any) stays in force.
+    Invalid(Vec<Problem>),
+}
+
+/// The controller core. One per leader term: a new leader starts from an empty core and
+/// claims the addresses Services show in their status first.
+#[derive(Debug)]
+pub struct Core {
+    options: Options,
+    config: Option<Config>,
+    allocator: Allocator,
+    /// The pool of each Service holding addresses.
+    holding: HashMap<ServiceKey, String>,
+    /// Services that got no address: retried when addresses are freed.
+    pending: BTreeSet<ServiceKey>,
+    /// Whether addresses were freed since the last [`Core::take_retries`].
+    freed: bool,
+}
+
+impl Core {
+    /// An empty core handling the Services of `options.lb_class`.
+    pub fn new(options: Options) -> Self {
+        Core {
+            options,
+            config: None,
+            allocator: Allocator::new(&Config::default()),
+            holding: HashMap::new(),
+            pending: BTreeSet::new(),
+            freed: false,
+        }
+    }
+
+    /// The configuration in force, if one was ever valid.
+    pub fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+
+    /// Validates the configuration objects of `snapshot` and puts the result in force
+    /// when valid. `extra` are problems found before validation (objects that did not
+    /// decode): they make the configuration invalid too.
+    pub fn load_config(&mut self, snapshot: &Snapshot, extra: Vec<Problem>) -> ConfigChange {
+        let config = match ferrolb_model::validate(snapshot) {
+            Ok(config) if extra.is_empty() => config,
+            Ok(_) => return ConfigChange::Invalid(extra),
+            Err(mut problems) => {
+                problems.extend(extra);
+                problems.sort();
+                return ConfigChange::Invalid(problems);
+            }
+        };
+        self.set_config(config)
+    }
+
+    /// Puts a valid configuration in force. Addresses still inside some pool stay held
+    /// (under that pool); the others are released.
+    pub fn set_config(&mut self, config: Config) -> ConfigChange {
+        if self.config.as_ref() == Some(&config) {
+            return ConfigChange::Unchanged;
+        }
+        let released = self.allocator.set_config(&config);
+        for key in released {
+            self.holding.remove(&key);
+        }
+        for (key, pool) in self.holding.iter_mut() {
+            if let Some(a) = self.allocator.assignment(key) {
+                *pool = a.pool;
+            }
+        }
+        self.config = Some(config);
+        ConfigChange::Applied
+    }
+
+    /// Drops every assignment (the configuration stays): for a leader that lost its term.
+    pub fn reset(&mut self) {
+        let config = self.config.clone().unwrap_or_default();
+        self.allocator = Allocator::new(&config);
+        self.holding.clear();
+        self.pending.clear();
+        self.freed = false;
+    }
+
+    /// The first step of a full sync for one Service: if it holds nothing yet and its
+    /// status shows addresses that are still valid for it, it keeps them. Returns whether
+    /// it holds addresses afterwards.
+    pub fn claim(&mut self, service: &Service, namespace_labels: Option<&Labels>) -> bool {
+        if self.config.is_none() || !is_ours(service, &self.options) {
+            return false;
+        }
+        let key = ServiceKey::of(service);
+        if self.holding.contains_key(&key) {
+            return true;
+        }
+        let (ips, _) = status_ips(service);
+        if ips.is_empty() {
+            return false;
+        }
+        let (Ok(request), _) = Request::from_service(service, namespace_labels) else {
+            return false;
+        };
+        match self.allocator.keep(&request, &ips) {
+            Ok(a) => {
+                self.holding.insert(key, a.pool);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Decides one Service (new, changed, or retried): it keeps what it holds while that
+    /// is valid, else claims its status addresses, else gets new ones, else fails.
+    pub fn reconcile(&mut self, service: &Service, namespace_labels: Option<&Labels>) -> Outcome {
+        let key = ServiceKey::of(service);
+        if !is_ours(service, &self.options) {
+            self.remove(&key);
+            let not_load_balancer = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.type_.as_deref())
+                != Some("LoadBalancer");
+            return Outcome::NotOurs { not_load_balancer };
+        }
+        if self.config.is_none() {
+            return Outcome::NoConfig;
+        }
+        let (status, _) = status_ips(service);
+        let (request, warnings) = Request::from_service(service, namespace_labels);
+        for w in &warnings {
+            tracing::debug!(service = %key, "{w}");
+        }
+        let request = match request {
+            Ok(r) => r,
+            Err(error) => {
+                self.remove(&key);
+                self.pending.insert(key);
+                let cleared = (!status.is_empty()).then(|| error.clone());
+                return Outcome::Failed { error, cleared };
+            }
+        };
+        if !self.holding.contains_key(&key)
+            && !status.is_empty()
+            && let Ok(a) = self.allocator.keep(&request, &status)
+        {
+            self.allocator.complete_dual_stack(&request);
+            self.holding.insert(key.clone(), a.pool);
+        }
+        // Why the status addresses cannot stay, asked before anything moves.
+        let cleared: Option<AllocationError> = if status.is_empty() {
+            None
+        } else {
+            self.allocator.check_keep(&request, &status).err()
+        };
+        let before = self.allocator.assignment(&key);
+        let result = self.allocator.assign(&request);
+        if let Some(b) = &before
+            && result.as_ref().map_or(true, |a| a.ips != b.ips)
+        {
+            self.freed = true;
+        }
+        match result {
+            Ok(assignment) => {
+                self.pending.remove(&key);
+                self.holding.insert(key, assignment.pool.clone());
+                Outcome::Assigned {
+                    assignment,
+                    cleared,
+                }
+            }
+            Err(error) => {
+                self.holding.remove(&key);
+                self.pending.insert(key);
+                Outcome::Failed { error, cleared }
+            }
+        }
+    }
+
+    /// Forgets a Service (deleted, or no longer ours), freeing its addresses. Returns
+    /// whether it held some.
+    pub fn remove(&mut self, key: &ServiceKey) -> bool {
+        self.pending.remove(key);
+        if self.holding.remove(key).is_some() {
+            self.allocator.release(key);
+            self.freed = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The Services to reconcile again because addresses were freed since the last call:
+    /// those that got none. Empty when nothing was freed, so the work after a deletion is
+    /// proportional to the Services waiting, not to all Services.
+    pub fn take_retries(&mut self) -> Vec<ServiceKey> {
+        if !std::mem::take(&mut self.freed) {
+            return Vec::new();
+        }
+        self.pending.iter().cloned().collect()
+    }
+
+    /// The Services holding addresses.
+    pub fn holders(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.holding.keys()
+    }
+
+    /// Whether the Service holds addresses.
+    pub fn holds(&self, key: &ServiceKey) -> bool {
+        self.holding.contains_key(key)
+    }
+
+    /// Usage of every pool of the configuration in force.
+    pub fn usages(&self) -> BTreeMap<String, PoolUsage> {
+        self.allocator
+            .usages()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// Number of Services holding addresses, per pool (every pool listed).
+    pub fn services_per_pool(&self) -> BTreeMap<String, u64> {
+        let mut counts: BTreeMap<String, u64> = self
+            .config
+            .iter()
+            .flat_map(|c| c.pools.keys())
+            .map(|p| (p.clone(), 0))
+            .collect();
+        for pool in self.holding.values() {
+            *counts.entry(pool.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// A whole pass over every Service, as at startup, after a relist or a configuration
+    /// change: first every Service keeps the addresses its status shows while they are
+    /// valid (so a restart never moves an address), in creation order; then each is
+    /// reconciled in the same order. Returns each Service's outcome, in that order.
+    pub fn full_sync<'a>(
+        &mut self,
+        services: &[&'a Service],
+        namespace_labels: impl Fn(&str) -> Option<&'a Labels>,
+    ) -> Vec<(&'a Service, Outcome)> {
+        let order = sync_order(services);
+        for &i in &order {
+            let svc = services[i];
+            let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+            self.claim(svc, namespace_labels(ns));
+        }
+        order
+            .into_iter()
+            .map(|i| {
+                let svc = services[i];
+                let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+                (svc, self.reconcile(svc, namespace_labels(ns)))
+            })
+            .collect()
+    }
+}
+
+/// The order of a full pass: Services showing addresses first, then by creation time
+/// (missing last), then namespace/name.
+pub fn sync_order(services: &[&Service]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..services.len()).collect();
+    order.sort_by_cached_key(|&i| {
+        let s = services[i];
+        let has_status = !status_ips(s).0.is_empty();
+        let created = s.metadata.creation_timestamp.clone();
+        (
+            !has_status,
+            created.is_none(),
+            created,
+            ServiceKey::of(s),
+        )
+    });
+    order
+}

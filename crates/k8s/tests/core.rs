@@ -1,0 +1,176 @@
+//! The controller core fed hand-made Services and configurations (no HTTP).
+
+use ferrolb_allocator::{Options, ServiceKey};
+use ferrolb_k8s::core::{ConfigChange, Core};
+use ferrolb_k8s::decision::{Outcome, decide};
+use ferrolb_model::Snapshot;
+use ferrolb_model::crd::IPAddressPool;
+use k8s_openapi::api::core::v1::Service;
+use serde_json::json;
+
+fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
+    serde_json::from_value(json!({
+        "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": name, "namespace": "metallb-system"},
+        "spec": {"addresses": addresses}
+    }))
+    .unwrap()
+}
+
+fn snapshot(pools: Vec<IPAddressPool>) -> Snapshot {
+    Snapshot {
+        pools,
+        ..Default::default()
+    }
+}
+
+fn service(name: &str, created: &str, ingress: &[&str]) -> Service {
+    let ingress: Vec<_> = ingress.iter().map(|ip| json!({"ip": ip})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                 "ports": [{"port": 80, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {"ingress": ingress}}
+    }))
+    .unwrap()
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey {
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn ips(o: &Outcome) -> Vec<String> {
+    match o {
+        Outcome::Assigned { assignment, .. } => {
+            assignment.ips.iter().map(ToString::to_string).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn core_with(pools: Vec<IPAddressPool>) -> Core {
+    let mut core = Core::new(Options::default());
+    assert_eq!(
+        core.load_config(&snapshot(pools), Vec::new()),
+        ConfigChange::Applied
+    );
+    core
+}
+
+#[test]
+fn restart_claims_status_addresses_before_assigning_new_ones() {
+    let mut core = core_with(vec![pool("main", &["192.0.2.0/30"])]);
+    // "new" was created first and has nothing; "old" shows .0 in its status. Without
+    // claiming first, "new" (older) would take .0 and "old" would move.
+    let new = service("new", "2024-01-01T00:00:00Z", &[]);
+    let old = service("old", "2024-06-01T00:00:00Z", &["192.0.2.0"]);
+    let services = [&new, &old];
+    let outcomes = core.full_sync(&services, |_| None);
+    let by_name: Vec<(String, Vec<String>)> = outcomes
+        .iter()
+        .map(|(s, o)| (s.metadata.name.clone().unwrap(), ips(o)))
+        .collect();
+    assert_eq!(
+        by_name,
+        vec![
+            ("old".into(), vec!["192.0.2.0".into()]),
+            ("new".into(), vec!["192.0.2.1".into()]),
+        ]
+    );
+    // The Service that kept its address needs no status write and no event (only the
+    // pool annotation it lacks).
+    let (svc, outcome) = &outcomes[0];
+    let update = decide(svc, outcome, false);
+    assert_eq!(update.ingress, None);
+    assert!(update.events.is_empty());
+}
+
+#[test]
+fn deleting_a_service_retries_only_waiting_services() {
+    let mut core = core_with(vec![pool("tiny", &["192.0.2.1/32"])]);
+    let a = service("a", "2024-01-01T00:00:00Z", &[]);
+    let b = service("b", "2024-01-02T00:00:00Z", &[]);
+    let c = service("c", "2024-01-03T00:00:00Z", &[]);
+    assert_eq!(ips(&core.reconcile(&a, None)), vec!["192.0.2.1"]);
+    assert!(matches!(core.reconcile(&b, None), Outcome::Failed { .. }));
+    assert!(matches!(core.reconcile(&c, None), Outcome::Failed { .. }));
+    assert!(core.take_retries().is_empty(), "nothing freed yet");
+    assert!(core.remove(&key("a")));
+    // Only the two waiting Services are retried, not every Service.
+    assert_eq!(core.take_retries(), vec![key("b"), key("c")]);
+    assert_eq!(ips(&core.reconcile(&b, None)), vec!["192.0.2.1"]);
+    assert!(matches!(core.reconcile(&c, None), Outcome::Failed { .. }));
+    assert!(core.take_retries().is_empty());
+}
+
+#[test]
+fn invalid_configuration_keeps_the_last_good_one() {
+    let mut core = core_with(vec![pool("main", &["192.0.2.0/30"])]);
+    let a = service("a", "2024-01-01T00:00:00Z", &[]);
+    assert_eq!(ips(&core.reconcile(&a, None)), vec!["192.0.2.0"]);
+    let bad = snapshot(vec![pool("main", &["not-a-cidr"])]);
+    let ConfigChange::Invalid(problems) = core.load_config(&bad, Vec::new()) else {
+        panic!("expected invalid");
+    };
+    assert!(
+        problems[0].to_string().contains("IPAddressPool/main"),
+        "{problems:?}"
+    );
+    assert!(core.config().is_some_and(|c| c.pools.contains_key("main")));
+    assert!(core.holds(&key("a")));
+    // The same configuration again changes nothing.
+    assert_eq!(
+        core.load_config(&snapshot(vec![pool("main", &["192.0.2.0/30"])]), Vec::new()),
+        ConfigChange::Unchanged
+    );
+}
+
+#[test]
+fn a_status_address_outside_every_pool_is_cleared_and_replaced() {
+    let mut core = core_with(vec![pool("main", &["192.0.2.0/30"])]);
+    let a = service("a", "2024-01-01T00:00:00Z", &["198.51.100.7"]);
+    let outcome = core.reconcile(&a, None);
+    assert_eq!(ips(&outcome), vec!["192.0.2.0"]);
+    let update = decide(&a, &outcome, false);
+    let reasons: Vec<_> = update.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["ClearAssignment", "IPAllocated"]);
+}
+
+#[test]
+fn lb_class_decides_which_services_are_ours() {
+    let mut core = Core::new(Options {
+        lb_class: Some("ferrolb".into()),
+    });
+    core.load_config(&snapshot(vec![pool("main", &["192.0.2.0/30"])]), Vec::new());
+    let plain = service("plain", "2024-01-01T00:00:00Z", &[]);
+    assert_eq!(
+        core.reconcile(&plain, None),
+        Outcome::NotOurs {
+            not_load_balancer: false
+        }
+    );
+    let mut classed = service("classed", "2024-01-01T00:00:00Z", &[]);
+    classed.spec.as_mut().unwrap().load_balancer_class = Some("ferrolb".into());
+    assert_eq!(ips(&core.reconcile(&classed, None)), vec!["192.0.2.0"]);
+    // Turning into a ClusterIP Service frees the address.
+    classed.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    assert_eq!(
+        core.reconcile(&classed, None),
+        Outcome::NotOurs {
+            not_load_balancer: true
+        }
+    );
+    assert!(!core.holds(&key("classed")));
+}
+
+#[test]
+fn without_any_valid_configuration_nothing_is_decided() {
+    let mut core = Core::new(Options::default());
+    let a = service("a", "2024-01-01T00:00:00Z", &["192.0.2.1"]);
+    assert_eq!(core.reconcile(&a, None), Outcome::NoConfig);
+    assert!(decide(&a, &Outcome::NoConfig, false).is_empty());
+}
