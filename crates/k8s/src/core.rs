@@ -135,11 +135,8 @@ impl Core {
         let key = ServiceKey::of(service);
         if !is_ours(service, &self.options) {
             self.remove(&key);
-            let not_load_balancer = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.type_.as_deref())
-                != Some("LoadBalancer");
+            let not_load_balancer =
+                service.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer");
             return Outcome::NotOurs { not_load_balancer };
         }
         if self.config.is_none() {
@@ -256,10 +253,10 @@ impl Core {
     /// change: first every Service keeps the addresses its status shows while they are
     /// valid (so a restart never moves an address), in creation order; then each is
     /// reconciled in the same order. Returns each Service's outcome, in that order.
-    pub fn full_sync<'a>(
+    pub fn full_sync<'a, 'b>(
         &mut self,
         services: &[&'a Service],
-        namespace_labels: impl Fn(&str) -> Option<&'a Labels>,
+        namespace_labels: impl Fn(&str) -> Option<&'b Labels>,
     ) -> Vec<(&'a Service, Outcome)> {
         let order = sync_order(services);
         for &i in &order {
@@ -286,12 +283,7 @@ pub fn sync_order(services: &[&Service]) -> Vec<usize> {
         let s = services[i];
         let has_status = !status_ips(s).0.is_empty();
         let created = s.metadata.creation_timestamp.clone();
-        (
-            !has_status,
-            created.is_none(),
-            created,
-            ServiceKey::of(s),
-        )
+        (!has_status, created.is_none(), created, ServiceKey::of(s))
     });
     order
 }

@@ -164,7 +164,10 @@ pub fn decide(service: &Service, outcome: &Outcome, quiet: bool) -> ServiceUpdat
         }
     };
     match outcome {
-        Outcome::NoConfig | Outcome::NotOurs { not_load_balancer: false } => {}
+        Outcome::NoConfig
+        | Outcome::NotOurs {
+            not_load_balancer: false,
+        } => {}
         Outcome::NotOurs {
             not_load_balancer: true,
         } => {
@@ -250,8 +253,9 @@ pub fn annotations_patch(annotations: &BTreeMap<String, Option<String>>) -> serd
         .map(|(k, v)| {
             (
                 k.clone(),
-                v.as_ref()
-                    .map_or(serde_json::Value::Null, |v| serde_json::Value::String(v.clone())),
+                v.as_ref().map_or(serde_json::Value::Null, |v| {
+                    serde_json::Value::String(v.clone())
+                }),
             )
         })
         .collect();
@@ -311,7 +315,11 @@ mod tests {
 
     #[test]
     fn new_assignment_writes_ingress_annotation_and_ipallocated() {
-        let u = decide(&service(&[], None), &assigned("main", &["192.0.2.1"]), false);
+        let u = decide(
+            &service(&[], None),
+            &assigned("main", &["192.0.2.1"]),
+            false,
+        );
         assert_eq!(u.ingress, Some(vec!["192.0.2.1".parse().unwrap()]));
         assert_eq!(
             u.annotations.get(IP_ALLOCATED_FROM_POOL),

@@ -405,7 +405,9 @@ mod tests {
         let mut a = Elector::new("a", LeaseTimings::default());
         let rec = held_by("a", "3");
         let step = a.observe(t0, wall(), Some(&rec));
-        assert!(matches!(step, Step::Update { ref resource_version, .. } if resource_version == "3"));
+        assert!(
+            matches!(step, Step::Update { ref resource_version, .. } if resource_version == "3")
+        );
         a.written(t0, true);
         assert!(a.is_leader(t0));
         let spec = a.release(t0).expect("leader releases");

@@ -7,6 +7,10 @@
 
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod core;
 pub mod decision;
 pub mod lease;
+pub mod metrics;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,446 @@
+//! The controller loop: the source's changes in, the core's decisions out through the
+//! sinks, only while this replica leads.
+//!
+//! - Until every watch has listed once nothing is decided. Then the configuration is
+//!   loaded and, if this replica leads, a term starts: a fresh core claims the addresses
+//!   every Service shows in its status (so neither a restart nor a new leader moves an
+//!   address), then gives the others theirs.
+//! - A changed Service is reconciled alone; a deleted one frees its addresses and only
+//!   the Services that are waiting for one are retried.
+//! - A configuration change re-validates; a valid new configuration is put in force and
+//!   every Service reconciled again; an invalid one keeps the last good one in force
+//!   and shows in the `ConfigurationState` (and `metallb_k8s_client_config_stale_bool`).
+//! - A relist (after 410 Gone or a broken watch) of Services forgets those that
+//!   disappeared meanwhile and reconciles the others (writing only what differs).
+//! - Losing leadership stops every write at once and drops the core's state.
+
+use crate::core::{ConfigChange, Core, Labels};
+use crate::decision::{Outcome, decide};
+use crate::lease::{Elector, LeaseTimings, run_election};
+use crate::metrics::{Metrics, PoolMetrics};
+use crate::sink::Sink;
+use crate::source::{Change, KINDS, Stores, watch_all};
+use ferrolb_allocator::{Options, ServiceKey};
+use ferrolb_model::Problem;
+use ferrolb_model::crd::IPAddressPoolStatus;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// The namespace of the metallb.io resources, the Lease and the
+    /// `ConfigurationState` (`metallb-system`).
+    pub namespace: String,
+    /// The `loadBalancerClass` handled (`None`: Services without a class).
+    pub lb_class: Option<String>,
+    /// Leader election: `None` runs as the only replica (always leads).
+    pub election: Option<Election>,
+}
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct Election {
+    /// The Lease's name.
+    pub lease_name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+    /// The timings.
+    pub timings: LeaseTimings,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The watches ended (they never do unless the client is gone).
+    #[error("the watches ended")]
+    WatchesEnded,
+}
+
+/// Runs the controller until `shutdown` turns true.
+pub async fn run(
+    client: Client,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ControllerError> {
+    let (stores, changes) = watch_all(client.clone(), &options.namespace);
+    let (leader_tx, leader_rx) = watch::channel(options.election.is_none());
+    let election = options.election.clone().map(|e| {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
+        let elector = Elector::new(e.identity, e.timings);
+        tokio::spawn(run_election(
+            api,
+            e.lease_name,
+            elector,
+            leader_tx,
+            shutdown.clone(),
+        ))
+    });
+    let reporter = Reporter {
+        controller: "ferrolb-controller".into(),
+        instance: options.election.as_ref().map(|e| e.identity.clone()),
+    };
+    let sink = Sink::new(client, options.namespace.clone(), reporter);
+    let mut controller = Controller::new(
+        stores,
+        sink,
+        Options {
+            lb_class: options.lb_class.clone(),
+        },
+        metrics,
+    );
+    let result = controller.run(changes, leader_rx, shutdown).await;
+    if let Some(handle) = election {
+        // It releases the Lease on shutdown.
+        let _ = handle.await;
+    }
+    result
+}
+
+/// The controller's state between changes.
+pub struct Controller {
+    stores: Stores,
+    sink: Sink,
+    core: Core,
+    metrics: Arc<Metrics>,
+    listed: BTreeSet<&'static str>,
+    synced: bool,
+    leading: bool,
+    /// Leading, synced, and the term's first full sync done: decisions are written.
+    active: bool,
+    /// The problems of the configuration last loaded (`None`: valid), and whether that
+    /// was written to the `ConfigurationState`.
+    config_problems: Option<Vec<Problem>>,
+    config_state_written: bool,
+    pool_status_written: BTreeMap<String, IPAddressPoolStatus>,
+}
+
+impl Controller {
+    /// A controller over these stores, writing through `sink`.
+    pub fn new(stores: Stores, sink: Sink, options: Options, metrics: Arc<Metrics>) -> Self {
+        Controller {
+            stores,
+            sink,
+            core: Core::new(options),
+            metrics,
+            listed: BTreeSet::new(),
+            synced: false,
+            leading: false,
+            active: false,
+            config_problems: None,
+            config_state_written: false,
+            pool_status_written: BTreeMap::new(),
+        }
+    }
+
+    /// The loop: changes, leadership and shutdown.
+    pub async fn run(
+        &mut self,
+        changes: impl Stream<Item = Change> + Send,
+        mut leader: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ControllerError> {
+        let mut changes = std::pin::pin!(changes);
+        let leading = *leader.borrow_and_update();
+        self.set_leading(leading).await;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some(change) => self.handle(change).await,
+                    None => return Err(ControllerError::WatchesEnded),
+                },
+                r = leader.changed() => {
+                    let leading = r.is_ok() && *leader.borrow_and_update();
+                    self.set_leading(leading).await;
+                }
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether decisions are being written.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn set_leading(&mut self, leading: bool) {
+        if leading == self.leading {
+            return;
+        }
+        self.leading = leading;
+        self.metrics.set_leader(leading);
+        if leading {
+            tracing::info!("leading: starting a term");
+            self.start_term().await;
+        } else {
+            tracing::info!("not leading: writes stop");
+            self.active = false;
+            self.core.reset();
+            self.config_state_written = false;
+            self.pool_status_written.clear();
+        }
+    }
+
+    /// Handles one change.
+    pub async fn handle(&mut self, change: Change) {
+        match change {
+            Change::WatchError { kind, error } => {
+                self.metrics.update_error();
+                tracing::warn!("watching {kind}: {error}");
+                return;
+            }
+            Change::Listed(kind) => {
+                self.metrics.update();
+                self.listed.insert(kind);
+                if !self.synced {
+                    if KINDS.iter().all(|k| self.listed.contains(k)) {
+                        tracing::info!("every watch has listed");
+                        self.synced = true;
+                        self.metrics.set_synced();
+                        self.load_config().await;
+                        self.start_term().await;
+                    }
+                    return;
+                }
+                if kind == "Service" {
+                    self.services_relisted().await;
+                } else {
+                    self.config_changed().await;
+                }
+            }
+            _ if !self.synced => self.metrics.update(),
+            Change::Config(_) => {
+                self.metrics.update();
+                self.config_changed().await;
+            }
+            Change::Namespace(name) => {
+                self.metrics.update();
+                if self.active {
+                    let keys: Vec<ServiceKey> = self
+                        .stores
+                        .services
+                        .state()
+                        .iter()
+                        .filter(|s| s.metadata.namespace.as_deref() == Some(name.as_str()))
+                        .map(|s| ServiceKey::of(s))
+                        .collect();
+                    for key in keys {
+                        self.reconcile_key(&key, false).await;
+                    }
+                }
+            }
+            Change::Service(key) => {
+                self.metrics.update();
+                if self.active {
+                    self.reconcile_key(&key, false).await;
+                }
+            }
+            Change::ServiceDeleted(key) => {
+                self.metrics.update();
+                if self.active {
+                    self.core.remove(&key);
+                }
+            }
+        }
+        if self.active {
+            self.retry_waiting().await;
+            self.publish_pools().await;
+        }
+    }
+
+    async fn start_term(&mut self) {
+        if !(self.leading && self.synced) || self.active {
+            return;
+        }
+        self.core.reset();
+        self.write_configuration_state().await;
+        self.active = true;
+        self.full_sync().await;
+        self.publish_pools().await;
+    }
+
+    async fn load_config(&mut self) -> ConfigChange {
+        let (snapshot, problems) = self.stores.config_snapshot();
+        let change = self.core.load_config(&snapshot, problems);
+        let problems = match &change {
+            ConfigChange::Invalid(p) => {
+                for problem in p {
+                    tracing::warn!("invalid configuration, the last valid one stays: {problem}");
+                }
+                Some(p.clone())
+            }
+            _ => None,
+        };
+        self.metrics.config(problems.is_none());
+        if problems != self.config_problems {
+            self.config_problems = problems;
+            self.config_state_written = false;
+        }
+        change
+    }
+
+    async fn config_changed(&mut self) {
+        let change = self.load_config().await;
+        if !self.active {
+            return;
+        }
+        self.write_configuration_state().await;
+        if change == ConfigChange::Applied {
+            tracing::info!("configuration changed: reconciling every Service");
+            self.full_sync().await;
+        }
+    }
+
+    async fn write_configuration_state(&mut self) {
+        if !self.leading || self.config_state_written {
+            return;
+        }
+        match self
+            .sink
+            .write_configuration_state(self.config_problems.as_deref())
+            .await
+        {
+            Ok(()) => self.config_state_written = true,
+            Err(e) => {
+                self.metrics.update_error();
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    fn namespaces(&self) -> HashMap<String, Arc<Namespace>> {
+        self.stores
+            .namespaces
+            .state()
+            .into_iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+            .collect()
+    }
+
+    async fn full_sync(&mut self) {
+        let services = self.stores.services.state();
+        let namespaces = self.namespaces();
+        let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
+        let labels = |ns: &str| -> Option<&Labels> {
+            namespaces.get(ns).and_then(|n| n.metadata.labels.as_ref())
+        };
+        let decided: Vec<(Service, Outcome)> = self
+            .core
+            .full_sync(&refs, labels)
+            .into_iter()
+            .map(|(s, o)| (s.clone(), o))
+            .collect();
+        for (service, outcome) in decided {
+            self.write(&service, &outcome, false).await;
+        }
+    }
+
+    async fn services_relisted(&mut self) {
+        if !self.active {
+            return;
+        }
+        let gone: Vec<ServiceKey> = self
+            .core
+            .holders()
+            .filter(|k| self.stores.service(k).is_none())
+            .cloned()
+            .collect();
+        for key in &gone {
+            tracing::debug!(service = %key, "gone after a relist");
+            self.core.remove(key);
+        }
+        let keys: Vec<ServiceKey> = self
+            .stores
+            .services
+            .state()
+            .iter()
+            .map(|s| ServiceKey::of(s))
+            .collect();
+        for key in keys {
+            self.reconcile_key(&key, true).await;
+        }
+    }
+
+    async fn reconcile_key(&mut self, key: &ServiceKey, quiet: bool) {
+        let Some(service) = self.stores.service(key) else {
+            self.core.remove(key);
+            return;
+        };
+        let namespace = self.stores.namespace(&key.namespace);
+        let labels = namespace.as_ref().and_then(|n| n.metadata.labels.as_ref());
+        let outcome = self.core.reconcile(&service, labels);
+        self.write(&service, &outcome, quiet).await;
+    }
+
+    async fn write(&mut self, service: &Service, outcome: &Outcome, quiet: bool) {
+        let update = decide(service, outcome, quiet);
+        if update.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sink.write_service(service, &update).await {
+            self.metrics.update_error();
+            tracing::warn!("{e}");
+        }
+    }
+
+    async fn retry_waiting(&mut self) {
+        for key in self.core.take_retries() {
+            self.reconcile_key(&key, true).await;
+        }
+    }
+
+    async fn publish_pools(&mut self) {
+        let usages = self.core.usages();
+        let services = self.core.services_per_pool();
+        let pools: BTreeMap<String, PoolMetrics> = usages
+            .iter()
+            .map(|(name, usage)| {
+                let count = services.get(name).copied().unwrap_or(0);
+                (
+                    name.clone(),
+                    PoolMetrics {
+                        usage: *usage,
+                        services: count,
+                    },
+                )
+            })
+            .collect();
+        self.metrics.set_pools(pools);
+        self.pool_status_written
+            .retain(|name, _| usages.contains_key(name));
+        for (name, usage) in usages {
+            let status = usage.to_status();
+            if self.pool_status_written.get(&name) == Some(&status) {
+                continue;
+            }
+            let shown = self.stores.pool(&name).and_then(|p| p.status);
+            if shown.as_ref() != Some(&status)
+                && let Err(e) = self.sink.write_pool_status(&name, &status).await
+            {
+                self.metrics.update_error();
+                tracing::warn!("{e}");
+                continue;
+            }
+            self.pool_status_written.insert(name, status);
+        }
+    }
+}

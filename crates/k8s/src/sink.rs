@@ -1,0 +1,282 @@
+//! The Kubernetes sinks: Service status (through the status subresource), the pool
+//! annotation, Events, `IPAddressPool` status and the controller's
+//! `ConfigurationState`.
+
+use crate::decision::{EventSpec, ServiceUpdate, annotations_patch, status_patch};
+use ferrolb_allocator::status_ips;
+use ferrolb_model::Problem;
+use ferrolb_model::crd::{ConfigurationState, IPAddressPool, IPAddressPoolStatus};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+
+/// How often a status write that met a 409 Conflict is tried in all.
+pub const STATUS_ATTEMPTS: usize = 5;
+
+/// The name of the controller's `ConfigurationState` (as MetalLB's).
+pub const CONFIGURATION_STATE_NAME: &str = "controller";
+
+/// The field manager of server-side apply writes.
+pub const FIELD_MANAGER: &str = "ferrolb-controller";
+
+/// The condition type written in the `ConfigurationState`.
+pub const CONDITION_TYPE: &str = "controllerConfigValid";
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The API server refused or could not be reached.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being written.
+        what: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Every attempt met a conflict.
+    #[error("{0}: still conflicting after {STATUS_ATTEMPTS} attempts")]
+    Conflict(String),
+}
+
+/// Writes to the API server.
+#[derive(Clone)]
+pub struct Sink {
+    client: Client,
+    namespace: String,
+    recorder: Recorder,
+}
+
+fn is_code(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+impl Sink {
+    /// A sink for a controller running in `namespace` (where the pools and its
+    /// `ConfigurationState` live); events are reported as `reporter`.
+    pub fn new(client: Client, namespace: impl Into<String>, reporter: Reporter) -> Self {
+        Sink {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// Carries out a Service's update: the status, then the annotations, then the
+    /// events. The status patch carries the resource version read, so a Service changed
+    /// meanwhile answers 409 Conflict; then the Service is read again and the write
+    /// retried (unless it was replaced by another object of that name, or already shows
+    /// the addresses).
+    pub async fn write_service(
+        &self,
+        service: &Service,
+        update: &ServiceUpdate,
+    ) -> Result<(), SinkError> {
+        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+        let name = service.metadata.name.as_deref().unwrap_or_default();
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let what = |w: &str| format!("{w} of Service {namespace}/{name}");
+        if let Some(ips) = &update.ingress {
+            let mut resource_version = service.metadata.resource_version.clone();
+            let mut done = false;
+            for _ in 0..STATUS_ATTEMPTS {
+                let patch = status_patch(ips, resource_version.as_deref());
+                match api
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {
+                        done = true;
+                        break;
+                    }
+                    Err(e) if is_code(&e, 409) => {
+                        tracing::debug!("{}: conflict, reading it again", what("status"));
+                        let fresh = match api.get_opt(name).await {
+                            Ok(Some(fresh)) => fresh,
+                            // Deleted meanwhile: nothing to write.
+                            Ok(None) => return Ok(()),
+                            Err(source) => {
+                                return Err(SinkError::Api {
+                                    what: what("reading"),
+                                    source,
+                                });
+                            }
+                        };
+                        if fresh.metadata.uid != service.metadata.uid {
+                            // A new Service of that name: its own event will come.
+                            return Ok(());
+                        }
+                        if status_ips(&fresh).0 == *ips {
+                            done = true;
+                            break;
+                        }
+                        resource_version = fresh.metadata.resource_version;
+                    }
+                    Err(e) if is_code(&e, 404) => return Ok(()),
+                    Err(source) => {
+                        return Err(SinkError::Api {
+                            what: what("status"),
+                            source,
+                        });
+                    }
+                }
+            }
+            if !done {
+                return Err(SinkError::Conflict(what("status")));
+            }
+        }
+        if !update.annotations.is_empty() {
+            let patch = annotations_patch(&update.annotations);
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_code(&e, 404) => return Ok(()),
+                Err(source) => {
+                    return Err(SinkError::Api {
+                        what: what("annotations"),
+                        source,
+                    });
+                }
+            }
+        }
+        for event in &update.events {
+            self.publish(service, event).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes an Event about a Service (failures are logged: events are best
+    /// effort).
+    pub async fn publish(&self, service: &Service, event: &EventSpec) {
+        let reference = service.object_ref(&());
+        let action = match event.reason {
+            crate::decision::REASON_ALLOCATED => "Allocate",
+            crate::decision::REASON_CLEAR => "Clear",
+            _ => "Allocate",
+        };
+        let ev = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.to_string(),
+            note: Some(event.message.clone()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(
+                "publishing event {} on {}/{}: {e}",
+                event.reason,
+                reference.namespace.unwrap_or_default(),
+                reference.name.unwrap_or_default()
+            );
+        }
+    }
+
+    /// Writes a pool's status counts through its status subresource.
+    pub async fn write_pool_status(
+        &self,
+        pool: &str,
+        status: &IPAddressPoolStatus,
+    ) -> Result<(), SinkError> {
+        let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({ "status": status });
+        match api
+            .patch_status(pool, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_code(&e, 404) => Ok(()),
+            Err(source) => Err(SinkError::Api {
+                what: format!("status of IPAddressPool {}/{pool}", self.namespace),
+                source,
+            }),
+        }
+    }
+
+    /// Creates or updates the controller's `ConfigurationState` (server-side apply):
+    /// result `Valid`, or `Invalid` with the problems as `errorSummary`.
+    pub async fn write_configuration_state(
+        &self,
+        problems: Option<&[Problem]>,
+    ) -> Result<(), SinkError> {
+        let api: Api<ConfigurationState> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let what = || {
+            format!(
+                "ConfigurationState {}/{CONFIGURATION_STATE_NAME}",
+                self.namespace
+            )
+        };
+        let object = configuration_state_object(&self.namespace);
+        api.patch(CONFIGURATION_STATE_NAME, &params, &Patch::Apply(&object))
+            .await
+            .map_err(|source| SinkError::Api {
+                what: what(),
+                source,
+            })?;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let now = k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let status = configuration_state_status(&self.namespace, problems, &now.to_string());
+        api.patch_status(CONFIGURATION_STATE_NAME, &params, &Patch::Apply(&status))
+            .await
+            .map_err(|source| SinkError::Api {
+                what: what(),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+/// The applied `ConfigurationState` object (no spec: MetalLB's CRD has none).
+pub fn configuration_state_object(namespace: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "ConfigurationState",
+        "metadata": {
+            "name": CONFIGURATION_STATE_NAME,
+            "namespace": namespace,
+            "labels": {"metallb.io/component-type": "controller"},
+        },
+    })
+}
+
+/// The applied status of the `ConfigurationState`: `Valid`, or `Invalid` with one line
+/// per problem.
+pub fn configuration_state_status(
+    namespace: &str,
+    problems: Option<&[Problem]>,
+    now: &str,
+) -> serde_json::Value {
+    let summary = problems
+        .map(|p| {
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let valid = problems.is_none();
+    json!({
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "ConfigurationState",
+        "metadata": {"name": CONFIGURATION_STATE_NAME, "namespace": namespace},
+        "status": {
+            "result": if valid { "Valid" } else { "Invalid" },
+            "errorSummary": summary,
+            "conditions": [{
+                "type": CONDITION_TYPE,
+                "status": if valid { "True" } else { "False" },
+                "reason": if valid { "Reconciled" } else { "ConfigurationError" },
+                "message": summary,
+                "lastTransitionTime": now,
+            }],
+        },
+    })
+}
