@@ -1,28 +1,41 @@
 //! A tokio task driving one [`Session`] over TCP (feature `io`).
 //!
-//! [`spawn`] dials the peer (port 179 by default, whatever `peer` says) whenever the
-//! session asks, feeds it the bytes, connection outcomes and timer ticks, writes what it
-//! sends and forwards its events. [`spawn_accepted`] runs a session on a connection
-//! accepted elsewhere (the passive side; the task ends with that connection).
+//! [`spawn_with`] (or [`spawn`], with default [`ConnectionOptions`]) dials the peer (port
+//! 179 by default, whatever `peer` says) whenever the session asks, feeds it the bytes,
+//! connection outcomes and timer ticks, writes what it sends and forwards its events.
+//! [`spawn_accepted`] runs a session on a connection accepted elsewhere (the passive
+//! side; the task ends with that connection).
 //!
-//! Not yet: TCP-MD5 (RFC 2385), a source address, TTL security (GTSM), a listener with
-//! connection collision detection. Writes are awaited in the task (timers and reads wait
-//! meanwhile); a write that takes longer than the hold time (240 s before negotiation, or
-//! with a hold time of 0) counts as a lost connection.
+//! Each dial uses a new socket set up by [`ConnectionOptions`]: TCP-MD5 (RFC 2385) keyed
+//! by the peer's address, the source address bound before connecting, the TTL (hop
+//! limit) and optionally GTSM (RFC 5082, `IP_MINTTL`). [`PeerHandle::status`] is a cheap
+//! snapshot ([`PeerStatus`]) refreshed after every step of the task, for metrics;
+//! [`PeerHandle::peer_lost`] tears the session down at once (BFD down).
+//!
+//! Writes are awaited in the task (timers and reads wait meanwhile); a write that takes
+//! longer than the hold time (240 s before negotiation, or with a hold time of 0) counts
+//! as a lost connection.
+
+mod socket;
+
+pub use socket::{ConnectionOptions, IoError, MD5_MAX_KEY_LEN};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
 
-use crate::session::{Action, Event, RouteAttributes, Session, State};
+use crate::session::{Action, Event, PeerStatus, RouteAttributes, Session, State};
 
 enum Command {
     SetRoutes(Vec<(IpNet, RouteAttributes)>),
+    PeerLost,
     Shutdown,
     Stop,
 }
@@ -32,6 +45,7 @@ enum Command {
 pub struct PeerHandle {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<Event>,
+    status: watch::Receiver<PeerStatus>,
     task: JoinHandle<()>,
 }
 
@@ -39,6 +53,12 @@ impl PeerHandle {
     /// Replace the desired set of routes.
     pub fn set_routes(&self, routes: Vec<(IpNet, RouteAttributes)>) {
         let _ = self.commands.send(Command::SetRoutes(routes));
+    }
+
+    /// The peer is unreachable (BFD says so): drop the connection now, without waiting
+    /// for the hold timer, and retry later ([`Session::peer_lost`]).
+    pub fn peer_lost(&self) {
+        let _ = self.commands.send(Command::PeerLost);
     }
 
     /// Graceful shutdown ([`Session::shutdown`]); the task ends once the session is Idle.
@@ -51,9 +71,26 @@ impl PeerHandle {
         let _ = self.commands.send(Command::Stop);
     }
 
+    /// The session's state, counters and prefix counts as of the task's last step (cheap:
+    /// a clone of the latest snapshot).
+    pub fn status(&self) -> PeerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of the status snapshots, to wait for changes
+    /// ([`watch::Receiver::changed`]); it stays readable after the task ends.
+    pub fn watch_status(&self) -> watch::Receiver<PeerStatus> {
+        self.status.clone()
+    }
+
     /// The next event; `None` once the task has ended and all events were read.
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
+    }
+
+    /// Whether the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Wait for the task to end.
@@ -63,13 +100,31 @@ impl PeerHandle {
 }
 
 enum Mode {
-    Dial(SocketAddr),
+    Dial(SocketAddr, Arc<ConnectionOptions>),
     Accepted,
 }
 
-/// Run `session` in a task that dials `peer` (must be called within a tokio runtime).
+/// Run `session` in a task that dials `peer` with default options (must be called within
+/// a tokio runtime).
 pub fn spawn(session: Session, peer: SocketAddr) -> PeerHandle {
-    start(session, Mode::Dial(peer), None)
+    start(
+        session,
+        Mode::Dial(peer, Arc::new(ConnectionOptions::default())),
+        None,
+    )
+}
+
+/// Run `session` in a task that dials `peer` with `options` (must be called within a
+/// tokio runtime). The options are checked first ([`ConnectionOptions::validate`]): a bad
+/// MD5 key, a source address that is not local or not of the peer's family is an error
+/// here rather than a session that never comes up.
+pub fn spawn_with(
+    session: Session,
+    peer: SocketAddr,
+    options: ConnectionOptions,
+) -> Result<PeerHandle, IoError> {
+    options.validate(peer.ip())?;
+    Ok(start(session, Mode::Dial(peer, Arc::new(options)), None))
 }
 
 /// Run `session` on an accepted connection; the task ends when the connection does.
@@ -80,15 +135,24 @@ pub fn spawn_accepted(session: Session, stream: TcpStream) -> PeerHandle {
 fn start(session: Session, mode: Mode, stream: Option<TcpStream>) -> PeerHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let (tx, events) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(session, mode, stream, rx, tx));
+    let (status_tx, status) = watch::channel(session.status());
+    let task = tokio::spawn(run(session, mode, stream, rx, tx, status_tx));
     PeerHandle {
         commands,
         events,
+        status,
         task,
     }
 }
 
-type Connecting = std::pin::Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<TcpStream, IoError>> + Send>>;
+
+fn peer_label(mode: &Mode) -> String {
+    match mode {
+        Mode::Dial(peer, _) => peer.to_string(),
+        Mode::Accepted => "accepted".into(),
+    }
+}
 
 async fn run(
     mut session: Session,
@@ -96,11 +160,13 @@ async fn run(
     accepted: Option<TcpStream>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
+    status: watch::Sender<PeerStatus>,
 ) {
     let mut conn: Option<TcpStream> = None;
     let mut connecting: Option<Connecting> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut ending = false;
+    let mut label = peer_label(&mode);
     session.start(Instant::now());
     if let Some(stream) = accepted {
         // Take the place of the dial the session asks for.
@@ -108,6 +174,7 @@ async fn run(
         match (stream.local_addr(), stream.peer_addr()) {
             (Ok(local), Ok(remote)) => {
                 let _ = stream.set_nodelay(true);
+                label = remote.to_string();
                 conn = Some(stream);
                 session.connected(Instant::now(), local, remote);
             }
@@ -117,8 +184,12 @@ async fn run(
     loop {
         while let Some(action) = session.poll_action() {
             match action {
-                Action::Connect => match mode {
-                    Mode::Dial(peer) => connecting = Some(Box::pin(TcpStream::connect(peer))),
+                Action::Connect => match &mode {
+                    Mode::Dial(peer, options) => {
+                        let (peer, options) = (*peer, Arc::clone(options));
+                        connecting =
+                            Some(Box::pin(async move { socket::dial(peer, &options).await }));
+                    }
                     // The passive side cannot redial: its connection is gone.
                     Mode::Accepted => ending = true,
                 },
@@ -134,6 +205,7 @@ async fn run(
                             Ok(Ok(()))
                         )
                     {
+                        debug!(peer = %label, "write failed or timed out");
                         conn = None;
                         session.connection_closed(Instant::now());
                     }
@@ -147,8 +219,24 @@ async fn run(
             }
         }
         while let Some(event) = session.poll_event() {
+            match &event {
+                Event::Established(n) => {
+                    info!(peer = %label, peer_as = n.peer_as, peer_id = %n.peer_id, "BGP session established");
+                }
+                Event::Closed(reason) => info!(peer = %label, ?reason, "BGP session closed"),
+                Event::StateChanged { from, to } => debug!(peer = %label, ?from, ?to, "BGP state"),
+            }
             let _ = events.send(event);
         }
+        status.send_if_modified(|s| {
+            let new = session.status();
+            if *s == new {
+                false
+            } else {
+                *s = new;
+                true
+            }
+        });
         if (ending && session.state() == State::Idle)
             || (ending && matches!(mode, Mode::Accepted) && conn.is_none())
         {
@@ -159,13 +247,24 @@ async fn run(
             result = async { connecting.as_mut().expect("checked").await }, if connecting.is_some() => {
                 connecting = None;
                 let now = Instant::now();
-                match result.and_then(|s| Ok((s.local_addr()?, s.peer_addr()?, s))) {
+                let result = result.and_then(|s| {
+                    let local = s.local_addr().map_err(|error| IoError::Socket { what: "local address".into(), error })?;
+                    let remote = s.peer_addr().map_err(|error| IoError::Socket { what: "peer address".into(), error })?;
+                    Ok((local, remote, s))
+                });
+                match result {
                     Ok((local, remote, stream)) => {
                         let _ = stream.set_nodelay(true);
                         conn = Some(stream);
                         session.connected(now, local, remote);
                     }
-                    Err(_) => session.connection_failed(now),
+                    Err(e) => {
+                        match e {
+                            IoError::SourceNotLocal { .. } => warn!(peer = %label, "{e}"),
+                            _ => debug!(peer = %label, "{e}"),
+                        }
+                        session.connection_failed(now);
+                    }
                 }
             }
             read = async { conn.as_mut().expect("checked").read(&mut buf).await }, if conn.is_some() => {
@@ -188,6 +287,7 @@ async fn run(
                 let now = Instant::now();
                 match command {
                     Some(Command::SetRoutes(routes)) => session.set_routes(now, routes),
+                    Some(Command::PeerLost) => session.peer_lost(now),
                     Some(Command::Shutdown) => {
                         ending = true;
                         session.shutdown(now);
@@ -263,5 +363,190 @@ mod tests {
         })
         .await
         .expect("both tasks end");
+    }
+
+    /// A listener on loopback with `key` for 127.0.0.1 (MD5), or none.
+    fn md5_listener(key: Option<&[u8]>) -> tokio::net::TcpListener {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(key) = key {
+            socket::set_md5_key(&socket, "127.0.0.1".parse().unwrap(), key).unwrap();
+        }
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(8).unwrap()
+    }
+
+    fn configs() -> (SessionConfig, SessionConfig) {
+        let mut ca = SessionConfig::new(64512, PeerAs::Fixed(64513), Ipv4Addr::new(10, 0, 0, 1));
+        ca.retry_max = Duration::from_secs(1);
+        let cb = SessionConfig::new(64513, PeerAs::External, Ipv4Addr::new(10, 0, 0, 2));
+        (ca, cb)
+    }
+
+    /// Dial a listener with `dial_key`; the listener side accepts whatever arrives.
+    /// Returns whether the dialer reached Established within `within`.
+    async fn md5_session(
+        listen_key: Option<&[u8]>,
+        dial_key: Option<&[u8]>,
+        within: Duration,
+    ) -> bool {
+        let listener = md5_listener(listen_key);
+        let addr = listener.local_addr().unwrap();
+        let (ca, cb) = configs();
+        let options = ConnectionOptions {
+            md5_key: dial_key.map(<[u8]>::to_vec),
+            ttl: Some(1),
+            ..ConnectionOptions::default()
+        };
+        let a = spawn_with(Session::new(ca).unwrap(), addr, options).unwrap();
+        let accept = tokio::spawn(async move {
+            let mut passive = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                passive.push(spawn_accepted(Session::new(cb.clone()).unwrap(), stream));
+            }
+        });
+        let mut status = a.watch_status();
+        let up = tokio::time::timeout(within, status.wait_for(|s| s.up))
+            .await
+            .is_ok();
+        accept.abort();
+        a.stop();
+        up
+    }
+
+    #[tokio::test]
+    async fn md5_session_comes_up_with_the_right_key_only() {
+        assert!(
+            md5_session(Some(b"s3cret"), Some(b"s3cret"), Duration::from_secs(10)).await,
+            "same key: up"
+        );
+        assert!(
+            !md5_session(Some(b"s3cret"), Some(b"wrong"), Duration::from_secs(3)).await,
+            "wrong key: not up"
+        );
+        assert!(
+            !md5_session(Some(b"s3cret"), None, Duration::from_secs(3)).await,
+            "no key towards a keyed listener: not up"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_options_are_refused_up_front() {
+        let (ca, _) = configs();
+        let peer: SocketAddr = "127.0.0.1:179".parse().unwrap();
+        let refuse = |options: ConnectionOptions| {
+            spawn_with(Session::new(ca.clone()).unwrap(), peer, options).unwrap_err()
+        };
+        let e = refuse(ConnectionOptions {
+            source: Some("192.0.2.77".parse().unwrap()),
+            ..ConnectionOptions::default()
+        });
+        assert!(matches!(e, IoError::SourceNotLocal { .. }), "{e}");
+        assert!(e.to_string().contains("192.0.2.77"), "{e}");
+        let e = refuse(ConnectionOptions {
+            source: Some("::1".parse().unwrap()),
+            ..ConnectionOptions::default()
+        });
+        assert!(matches!(e, IoError::SourceFamily { .. }), "{e}");
+        let e = refuse(ConnectionOptions {
+            md5_key: Some(vec![b'k'; 81]),
+            ..ConnectionOptions::default()
+        });
+        assert!(matches!(e, IoError::Md5KeyLength(81)), "{e}");
+        let e = refuse(ConnectionOptions {
+            ttl: Some(0),
+            ..ConnectionOptions::default()
+        });
+        assert!(matches!(e, IoError::Ttl), "{e}");
+        // A local source, TTL 255 and GTSM are accepted.
+        let h = spawn_with(
+            Session::new(ca.clone()).unwrap(),
+            peer,
+            ConnectionOptions {
+                source: Some("127.0.0.1".parse().unwrap()),
+                ttl: Some(255),
+                min_ttl: Some(254),
+                ..ConnectionOptions::default()
+            },
+        )
+        .unwrap();
+        h.stop();
+        h.join().await;
+    }
+
+    #[tokio::test]
+    async fn source_address_is_the_connections_local_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ca, _) = configs();
+        // 127.0.0.2 is local too (all of 127/8 is), and differs from the default.
+        let h = spawn_with(
+            Session::new(ca).unwrap(),
+            addr,
+            ConnectionOptions {
+                source: Some("127.0.0.2".parse().unwrap()),
+                ttl: Some(255),
+                ..ConnectionOptions::default()
+            },
+        )
+        .unwrap();
+        let (_stream, from) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from.ip(), "127.0.0.2".parse::<std::net::IpAddr>().unwrap());
+        h.stop();
+    }
+
+    #[tokio::test]
+    async fn peer_lost_tears_down_at_once_and_reconnects() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ca, cb) = configs();
+        let mut a = spawn(Session::new(ca).unwrap(), addr);
+        a.set_routes(vec![(
+            "203.0.113.1/32".parse().unwrap(),
+            RouteAttributes::default(),
+        )]);
+        let accept = tokio::spawn(async move {
+            let mut passive = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                passive.push(spawn_accepted(Session::new(cb.clone()).unwrap(), stream));
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), until_established(&mut a))
+            .await
+            .expect("Established");
+        let mut status = a.watch_status();
+        let st = status
+            .wait_for(|s| s.up && s.announced == 1)
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!((st.pending, st.stats.established_transitions), (0, 1));
+        // Hold time 90 s: only peer_lost can close it within the deadline.
+        a.peer_lost();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = a.next_event().await {
+                if let Event::Closed(reason) = e {
+                    return reason;
+                }
+            }
+            panic!("no Closed event");
+        })
+        .await
+        .expect("closed at once");
+        assert_eq!(closed, CloseReason::PeerLost);
+        // It comes back by itself.
+        let st = tokio::time::timeout(
+            Duration::from_secs(20),
+            status.wait_for(|s| s.stats.established_transitions == 2 && s.announced == 1),
+        )
+        .await
+        .expect("re-established")
+        .unwrap()
+        .clone();
+        assert_eq!(st.last_close, Some(CloseReason::PeerLost));
+        accept.abort();
+        a.stop();
     }
 }

@@ -49,6 +49,6 @@ pub mod session;
 
 pub use message::{Codec, Family, LargeCommunity, Message, MessageError, Notification};
 pub use session::{
-    Action, CloseReason, ConfigError, Event, GracefulRestartConfig, Negotiated, PeerAs,
+    Action, CloseReason, ConfigError, Event, GracefulRestartConfig, Negotiated, PeerAs, PeerStatus,
     RouteAttributes, Session, SessionConfig, State, Stats,
 };

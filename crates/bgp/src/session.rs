@@ -228,6 +228,9 @@ pub enum CloseReason {
     Received(Notification),
     /// The I/O layer reported the connection closed.
     ConnectionLost,
+    /// The I/O layer declared the peer lost ([`Session::peer_lost`], e.g. BFD went
+    /// down): the connection was dropped without a NOTIFICATION.
+    PeerLost,
 }
 
 /// Something that happened.
@@ -288,6 +291,31 @@ pub struct Stats {
     pub notifications_received: u64,
     /// ROUTE-REFRESHes received.
     pub route_refreshes_received: u64,
+    /// ROUTE-REFRESHes sent (always 0: we keep no received routes, so never ask).
+    pub route_refreshes_sent: u64,
+    /// Times the session reached Established.
+    pub established_transitions: u64,
+}
+
+/// A snapshot of a session for metrics and status pages ([`Session::status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The state.
+    pub state: State,
+    /// Whether the session is Established.
+    pub up: bool,
+    /// Message counters (since the session was created).
+    pub stats: Stats,
+    /// Prefixes the peer has from us.
+    pub announced: usize,
+    /// Prefixes desired but not (yet) announced: all of them while the session is down,
+    /// and those that cannot be sent (no next hop of their family, family not
+    /// negotiated, too many communities).
+    pub pending: usize,
+    /// What was negotiated, while OpenConfirm or Established.
+    pub negotiated: Option<Negotiated>,
+    /// Why the last connection ended, if one did.
+    pub last_close: Option<CloseReason>,
 }
 
 /// One BGP session (see the module docs).
@@ -313,6 +341,7 @@ pub struct Session {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     stats: Stats,
+    last_close: Option<CloseReason>,
 }
 
 impl Session {
@@ -366,6 +395,7 @@ impl Session {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            last_close: None,
         })
     }
 
@@ -387,6 +417,23 @@ impl Session {
     /// Message counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// A snapshot for metrics: state, counters, announced and pending prefixes.
+    pub fn status(&self) -> PeerStatus {
+        PeerStatus {
+            state: self.state,
+            up: self.state == State::Established,
+            stats: self.stats,
+            announced: self.sent.len(),
+            pending: self
+                .desired
+                .keys()
+                .filter(|p| !self.sent.contains_key(p))
+                .count(),
+            negotiated: self.negotiated.clone(),
+            last_close: self.last_close.clone(),
+        }
     }
 
     /// The configuration.
@@ -516,14 +563,40 @@ impl Session {
     pub fn connection_closed(&mut self, now: Instant) {
         match self.state {
             State::OpenSent | State::OpenConfirm | State::Established => {
-                self.events
-                    .push_back(Event::Closed(CloseReason::ConnectionLost));
+                self.closed(CloseReason::ConnectionLost);
                 self.reset();
                 self.backoff(now);
             }
             State::Connect => self.connection_failed(now),
             State::Idle | State::Active => {}
         }
+    }
+
+    /// The peer is known to be unreachable (BFD went down, or the interface): drop the
+    /// connection at once, without waiting for the hold timer and without a NOTIFICATION
+    /// (it could not arrive), emit [`Event::Closed`] with [`CloseReason::PeerLost`] and
+    /// wait to retry ([`State::Active`]). An attempt under way is abandoned the same way.
+    /// No effect when Idle or already waiting to retry.
+    pub fn peer_lost(&mut self, now: Instant) {
+        match self.state {
+            State::OpenSent | State::OpenConfirm | State::Established => {
+                self.closed(CloseReason::PeerLost);
+                self.actions.push_back(Action::Close);
+                self.reset();
+                self.backoff(now);
+            }
+            State::Connect => {
+                self.actions.push_back(Action::Close);
+                self.connect_deadline = None;
+                self.backoff(now);
+            }
+            State::Idle | State::Active => {}
+        }
+    }
+
+    fn closed(&mut self, reason: CloseReason) {
+        self.last_close = Some(reason.clone());
+        self.events.push_back(Event::Closed(reason));
     }
 
     /// Bytes received on the connection.
@@ -636,7 +709,7 @@ impl Session {
                 if let Some(n) = notification {
                     self.send(&Message::Notification(n.clone()));
                     self.stats.notifications_sent += 1;
-                    self.events.push_back(Event::Closed(CloseReason::Sent(n)));
+                    self.closed(CloseReason::Sent(n));
                 }
                 self.actions.push_back(Action::Close);
             }
@@ -778,8 +851,7 @@ impl Session {
     fn handle_message(&mut self, now: Instant, msg: Message) {
         if let Message::Notification(n) = msg {
             self.stats.notifications_received += 1;
-            self.events
-                .push_back(Event::Closed(CloseReason::Received(n)));
+            self.closed(CloseReason::Received(n));
             self.close(None, State::Active);
             self.backoff(now);
             return;
@@ -806,6 +878,7 @@ impl Session {
             (State::OpenConfirm, Message::Keepalive) => {
                 self.stats.keepalives_received += 1;
                 self.retry_delay = self.config.retry_min;
+                self.stats.established_transitions += 1;
                 self.set_state(State::Established);
                 if let Some(n) = self.negotiated.clone() {
                     self.events.push_back(Event::Established(n));

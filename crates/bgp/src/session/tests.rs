@@ -1249,3 +1249,75 @@ fn a_second_connected_is_ignored_and_stop_in_connect_aborts() {
     assert_eq!(s.state(), State::Idle);
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn peer_lost_drops_the_connection_at_once_without_notification() {
+    let (mut s, t0) = ebgp_session();
+    s.set_routes(t0, [(net("203.0.113.1/32"), attrs(&[]))]);
+    drain(&mut s);
+    events(&mut s);
+    let now = t0 + Duration::from_secs(5);
+    s.peer_lost(now);
+    let out = drain(&mut s);
+    assert!(out.close, "the connection is closed");
+    assert!(out.bytes.is_empty(), "nothing is sent: {out:?}");
+    assert_eq!(s.state(), State::Active);
+    assert!(events(&mut s).contains(&Event::Closed(CloseReason::PeerLost)));
+    // The retry wait, not the hold timer.
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(1)));
+    assert!(s.advertised().is_empty());
+    let st = s.status();
+    assert!(!st.up);
+    assert_eq!(st.last_close, Some(CloseReason::PeerLost));
+    assert_eq!((st.announced, st.pending), (0, 1));
+    // Once the retry timer fires, it dials again.
+    s.handle_timeout(now + Duration::from_secs(1));
+    assert!(drain(&mut s).connect);
+    assert_eq!(s.state(), State::Connect);
+    // Lost while connecting: the attempt is abandoned, a retry is scheduled.
+    s.peer_lost(now + Duration::from_secs(1));
+    assert!(drain(&mut s).close);
+    assert_eq!(s.state(), State::Active);
+    // Idle and Active: nothing to do.
+    s.peer_lost(now + Duration::from_secs(2));
+    assert!(drain(&mut s).bytes.is_empty());
+    assert_eq!(s.state(), State::Active);
+    s.stop(now);
+    s.peer_lost(now);
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn status_counts_announced_and_pending_prefixes() {
+    let mut s = Session::new(ebgp()).unwrap();
+    let t0 = Instant::now();
+    // Two IPv4 routes and one IPv6 route; the session is IPv4 only (no IPv6 next hop).
+    s.set_routes(
+        t0,
+        [
+            (net("203.0.113.1/32"), attrs(&[])),
+            (net("203.0.113.2/32"), attrs(&[])),
+            (net("2001:db8:100::1/128"), attrs(&[])),
+        ],
+    );
+    let st = s.status();
+    assert_eq!(
+        (st.up, st.state, st.announced, st.pending),
+        (false, State::Idle, 0, 3)
+    );
+    establish(
+        &mut s,
+        "192.0.2.1:40000",
+        peer_open(64513, 90, id(2), full_caps(64513)),
+    );
+    let st = s.status();
+    assert!(st.up);
+    assert_eq!(st.state, State::Established);
+    assert_eq!((st.announced, st.pending), (2, 1));
+    assert_eq!(st.stats.opens_sent, 1);
+    assert_eq!(st.stats.opens_received, 1);
+    assert_eq!(st.stats.established_transitions, 1);
+    assert!(st.stats.updates_sent >= 1);
+    assert_eq!(st.negotiated.map(|n| n.peer_as), Some(64513));
+    assert_eq!(st.last_close, None);
+}
