@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 fn session(codec: Codec, t0: Instant) -> Session {
     let mut config = SessionConfig::new(64512, PeerAs::External, Ipv4Addr::new(10, 0, 0, 1));
     config.ipv6_next_hop = Some("2001:db8::1".parse().unwrap());
+    // Fixed jitter: a crash must reproduce from its input alone.
+    config.jitter_seed = Some(0);
     let mut s = Session::new(config).expect("config");
     s.set_routes(
         t0,

@@ -30,6 +30,9 @@
 //! hold timer and no keepalives). Every message received restarts the hold timer; its
 //! expiry sends NOTIFICATION 4/0. KEEPALIVEs are sent every `min(keepalive, hold / 3)`
 //! (hold / 3 when no keepalive is configured); sending an UPDATE restarts that timer.
+//! Each keepalive interval and ConnectRetry wait is multiplied by a random factor in
+//! [0.75, 1.0] (RFC 4271 §10), from a seeded generator (`SessionConfig::jitter_seed`),
+//! so tests stay deterministic.
 //!
 //! # Routes
 //!
@@ -120,6 +123,11 @@ pub struct SessionConfig {
     pub ipv4_next_hop: Option<Ipv4Addr>,
     /// Next hop of IPv6 routes; default the local address if the connection is IPv6.
     pub ipv6_next_hop: Option<Ipv6Addr>,
+    /// Seed of the timer jitter (RFC 4271 §10): each ConnectRetry wait and keepalive
+    /// interval is multiplied by a random factor in [0.75, 1.0], so that many sessions
+    /// started together do not stay in step. [`SessionConfig::new`] picks a random seed;
+    /// `None` turns jitter off (exact timers, for tests).
+    pub jitter_seed: Option<u64>,
 }
 
 impl SessionConfig {
@@ -140,7 +148,49 @@ impl SessionConfig {
             graceful_shutdown: None,
             ipv4_next_hop: None,
             ipv6_next_hop: None,
+            jitter_seed: Some(random_seed()),
         }
+    }
+}
+
+/// A seed that differs between sessions and runs (std's per-process random hash keys
+/// plus a counter); not for secrets.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// Timer jitter (RFC 4271 §10): SplitMix64, seeded.
+#[derive(Clone, Debug)]
+struct Jitter(Option<u64>);
+
+impl Jitter {
+    fn next_u64(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// `d` times a random factor in (0.75, 1.0]; `d` itself when jitter is off.
+    fn apply(&mut self, d: Duration) -> Duration {
+        let Some(state) = self.0.as_mut() else {
+            return d;
+        };
+        // factor = 1 - k / 2^34 with k uniform in [0, 2^32).
+        let k = u128::from(Self::next_u64(state) >> 32);
+        let nanos = d.as_nanos();
+        let cut = (nanos * k) >> 34;
+        let out = nanos - cut;
+        Duration::new(
+            u64::try_from(out / 1_000_000_000).unwrap_or(u64::MAX),
+            u32::try_from(out % 1_000_000_000).unwrap_or(0),
+        )
     }
 }
 
@@ -342,6 +392,7 @@ pub struct Session {
     events: VecDeque<Event>,
     stats: Stats,
     last_close: Option<CloseReason>,
+    jitter: Jitter,
 }
 
 impl Session {
@@ -378,6 +429,7 @@ impl Session {
         }
         Ok(Session {
             retry_delay: config.retry_min,
+            jitter: Jitter(config.jitter_seed),
             config,
             state: State::Idle,
             codec: Codec::default(),
@@ -683,7 +735,7 @@ impl Session {
             self.set_state(State::Idle);
             return;
         }
-        self.retry_at = Some(now + self.retry_delay);
+        self.retry_at = Some(now + self.jitter.apply(self.retry_delay));
         self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
         self.set_state(State::Active);
     }
@@ -739,10 +791,9 @@ impl Session {
     }
 
     fn restart_keepalive(&mut self, now: Instant) {
-        self.keepalive_at = match &self.negotiated {
-            Some(n) if n.keepalive > 0 => Some(now + Duration::from_secs(n.keepalive.into())),
-            _ => None,
-        };
+        let keepalive = self.negotiated.as_ref().map_or(0, |n| n.keepalive);
+        self.keepalive_at =
+            (keepalive > 0).then(|| now + self.jitter.apply(Duration::from_secs(keepalive.into())));
     }
 
     fn restart_hold(&mut self, now: Instant) {

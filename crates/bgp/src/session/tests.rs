@@ -107,7 +107,9 @@ fn establish(s: &mut Session, local: &str, open: Open) -> Instant {
 }
 
 fn ebgp() -> SessionConfig {
-    SessionConfig::new(64512, PeerAs::Fixed(64513), id(1))
+    let mut c = SessionConfig::new(64512, PeerAs::Fixed(64513), id(1));
+    c.jitter_seed = None;
+    c
 }
 
 fn ebgp_session() -> (Session, Instant) {
@@ -192,7 +194,9 @@ fn two_sessions_back_to_back_reach_established() {
     ] {
         let mut ca = SessionConfig::new(a_as, peer_of_a, id(1));
         ca.hold_time = 30;
-        let cb = SessionConfig::new(b_as, peer_of_b, id(2));
+        ca.jitter_seed = Some(1);
+        let mut cb = SessionConfig::new(b_as, peer_of_b, id(2));
+        cb.jitter_seed = Some(2);
         let mut a = Session::new(ca).unwrap();
         let mut b = Session::new(cb).unwrap();
         let now = Instant::now();
@@ -236,15 +240,14 @@ fn two_sessions_back_to_back_reach_established() {
         assert_eq!(b.stats().updates_received, 1);
         assert_eq!(b.state(), State::Established);
 
-        // An hour of keepalives keeps both up.
+        // An hour of (jittered) keepalives keeps both up.
         let mut t = now;
-        for _ in 0..400 {
+        while t <= now + Duration::from_secs(3600) {
             t = a.poll_timeout().unwrap().min(b.poll_timeout().unwrap());
             a.handle_timeout(t);
             b.handle_timeout(t);
             pump(&mut a, &mut b, t);
         }
-        assert!(t > now + Duration::from_secs(3600));
         assert_eq!(a.state(), State::Established);
         assert_eq!(b.state(), State::Established);
 
@@ -1320,4 +1323,61 @@ fn status_counts_announced_and_pending_prefixes() {
     assert!(st.stats.updates_sent >= 1);
     assert_eq!(st.negotiated.map(|n| n.peer_as), Some(64513));
     assert_eq!(st.last_close, None);
+}
+
+#[test]
+fn jitter_scales_retry_waits_and_keepalives_by_0_75_to_1() {
+    let run = |seed: u64| {
+        let mut c = ebgp();
+        c.jitter_seed = Some(seed);
+        c.retry_max = Duration::from_secs(8);
+        let mut s = Session::new(c).unwrap();
+        let mut now = Instant::now();
+        s.start(now);
+        let mut waits = Vec::new();
+        // Failed attempts: waits of 1, 2, 4, 8, 8, ... s nominal, each jittered.
+        for i in 0..40u32 {
+            s.connection_failed(now);
+            let at = s.poll_timeout().unwrap();
+            let nominal = Duration::from_secs(1 << i.min(3));
+            let wait = at - now;
+            assert!(
+                wait <= nominal && wait >= nominal.mul_f64(0.75),
+                "wait {wait:?} for {nominal:?}"
+            );
+            waits.push(wait);
+            now = at;
+            s.handle_timeout(now);
+            assert!(drain(&mut s).connect);
+        }
+        // Keepalives: hold 90 s, nominal interval 30 s.
+        s.connected(now, sock("192.0.2.1:1"), sock("192.0.2.2:179"));
+        s.handle_bytes(
+            now,
+            &enc(Message::Open(peer_open(64513, 90, id(2), full_caps(64513)))),
+        );
+        s.handle_bytes(now, &enc(Message::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        for _ in 0..20 {
+            // Keep the hold timer from expiring: the peer sends its keepalives.
+            s.handle_bytes(now, &enc(Message::Keepalive));
+            let at = s.poll_timeout().unwrap();
+            let gap = at - now;
+            assert!(
+                gap <= Duration::from_secs(30) && gap >= Duration::from_millis(22_500),
+                "keepalive after {gap:?}"
+            );
+            waits.push(gap);
+            now = at;
+            s.handle_timeout(now);
+            assert_eq!(s.state(), State::Established);
+        }
+        waits
+    };
+    let a = run(7);
+    assert_eq!(a, run(7), "same seed, same timers");
+    assert_ne!(a, run(8), "another seed, other timers");
+    // Not the nominal values: jitter is applied.
+    let distinct: BTreeSet<Duration> = a.iter().copied().collect();
+    assert!(distinct.len() > 30, "{distinct:?}");
 }
