@@ -72,17 +72,26 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let (stores, changes) = watch_all(client.clone(), &options.namespace);
     let (leader_tx, leader_rx) = watch::channel(options.election.is_none());
-    let election = options.election.clone().map(|e| {
-        let api: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
-        let elector = Elector::new(e.identity, e.timings);
-        tokio::spawn(run_election(
-            api,
-            e.lease_name,
-            elector,
-            leader_tx,
-            shutdown.clone(),
-        ))
-    });
+    // Without election the sender stays here (a dropped sender means the election
+    // ended, and the controller steps down).
+    let mut always_leader = None;
+    let election = match options.election.clone() {
+        None => {
+            always_leader = Some(leader_tx);
+            None
+        }
+        Some(e) => Some({
+            let api: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
+            let elector = Elector::new(e.identity, e.timings);
+            tokio::spawn(run_election(
+                api,
+                e.lease_name,
+                elector,
+                leader_tx,
+                shutdown.clone(),
+            ))
+        }),
+    };
     let reporter = Reporter {
         controller: "ferrolb-controller".into(),
         instance: options.election.as_ref().map(|e| e.identity.clone()),
@@ -97,6 +106,7 @@ pub async fn run(
         metrics,
     );
     let result = controller.run(changes, leader_rx, shutdown).await;
+    drop(always_leader);
     if let Some(handle) = election {
         // It releases the Lease on shutdown.
         let _ = handle.await;
@@ -150,6 +160,7 @@ impl Controller {
         let mut changes = std::pin::pin!(changes);
         let leading = *leader.borrow_and_update();
         self.set_leading(leading).await;
+        let mut election_running = true;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -159,8 +170,15 @@ impl Controller {
                     Some(change) => self.handle(change).await,
                     None => return Err(ControllerError::WatchesEnded),
                 },
-                r = leader.changed() => {
-                    let leading = r.is_ok() && *leader.borrow_and_update();
+                r = leader.changed(), if election_running => {
+                    let leading = match r {
+                        Ok(()) => *leader.borrow_and_update(),
+                        Err(_) => {
+                            // The election ended: no longer safe to write.
+                            election_running = false;
+                            false
+                        }
+                    };
                     self.set_leading(leading).await;
                 }
                 r = shutdown.changed() => {

@@ -221,7 +221,7 @@ pub async fn run_election(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let now = Instant::now();
+        let now = monotonic();
         let wall = Timestamp::now();
         let current = match api.get_opt(&name).await {
             Ok(lease) => lease,
@@ -269,8 +269,8 @@ pub async fn run_election(
                     .is_ok()
             }
         };
-        elector.written(Instant::now(), ok);
-        let is_leader = elector.is_leader(Instant::now());
+        elector.written(monotonic(), ok);
+        let is_leader = elector.is_leader(monotonic());
         let changed = leader.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader);
         if changed {
             tracing::info!(
@@ -288,7 +288,7 @@ pub async fn run_election(
         }
     }
     let _ = leader.send(false);
-    if let Some(spec) = elector.release(Instant::now())
+    if let Some(spec) = elector.release(monotonic())
         && let Ok(Some(current)) = api.get_opt(&name).await
     {
         let lease = Lease {
@@ -303,6 +303,11 @@ pub async fn run_election(
             tracing::warn!("releasing Lease {name}: {e}");
         }
     }
+}
+
+/// Tokio's clock (which tests can pause and advance) as a std `Instant`.
+fn monotonic() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Waits `period` or until shutdown; returns whether to stop.

@@ -7,7 +7,7 @@ use ferrolb_allocator::status_ips;
 use ferrolb_model::Problem;
 use ferrolb_model::crd::{ConfigurationState, IPAddressPool, IPAddressPoolStatus};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -185,7 +185,12 @@ impl Sink {
         pool: &str,
         status: &IPAddressPoolStatus,
     ) -> Result<(), SinkError> {
-        let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.namespace);
+        // Untyped: the answer is only checked for success.
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<IPAddressPool>(&()),
+        );
         let patch = json!({ "status": status });
         match api
             .patch_status(pool, &PatchParams::default(), &Patch::Merge(&patch))
@@ -206,7 +211,13 @@ impl Sink {
         &self,
         problems: Option<&[Problem]>,
     ) -> Result<(), SinkError> {
-        let api: Api<ConfigurationState> = Api::namespaced(self.client.clone(), &self.namespace);
+        // Untyped: the API server answers without `spec` (MetalLB's CRD has none), which
+        // the derived type requires.
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<ConfigurationState>(&()),
+        );
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let what = || {
             format!(
