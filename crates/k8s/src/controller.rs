@@ -130,6 +130,9 @@ pub struct Controller {
     config_problems: Option<Vec<Problem>>,
     config_state_written: bool,
     pool_status_written: BTreeMap<String, IPAddressPoolStatus>,
+    /// The leadership as the election publishes it, checked before every write: a
+    /// long pass stops writing the moment the term ends, not at its end.
+    leadership: Option<watch::Receiver<bool>>,
 }
 
 impl Controller {
@@ -147,6 +150,7 @@ impl Controller {
             config_problems: None,
             config_state_written: false,
             pool_status_written: BTreeMap::new(),
+            leadership: None,
         }
     }
 
@@ -158,6 +162,7 @@ impl Controller {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ControllerError> {
         let mut changes = std::pin::pin!(changes);
+        self.leadership = Some(leader.clone());
         let leading = *leader.borrow_and_update();
         self.set_leading(leading).await;
         let mut election_running = true;
@@ -328,8 +333,14 @@ impl Controller {
         }
     }
 
+    /// Whether this replica may write now: it leads (as last handled) and the election
+    /// has not said otherwise since.
+    fn may_write(&self) -> bool {
+        self.leading && self.leadership.as_ref().is_none_or(|l| *l.borrow())
+    }
+
     async fn write_configuration_state(&mut self) {
-        if !self.leading || self.config_state_written {
+        if !self.may_write() || self.config_state_written {
             return;
         }
         match self
@@ -411,7 +422,7 @@ impl Controller {
 
     async fn write(&mut self, service: &Service, outcome: &Outcome, quiet: bool) {
         let update = decide(service, outcome, quiet);
-        if update.is_empty() {
+        if update.is_empty() || !self.may_write() {
             return;
         }
         if let Err(e) = self.sink.write_service(service, &update).await {
@@ -443,6 +454,9 @@ impl Controller {
             })
             .collect();
         self.metrics.set_pools(pools);
+        if !self.may_write() {
+            return;
+        }
         self.pool_status_written
             .retain(|name, _| usages.contains_key(name));
         for (name, usage) in usages {

@@ -1,9 +1,65 @@
-//! ferrolb on Kubernetes: the thin kube-rs layer around the pure cores.
+//! ferrolb on Kubernetes: the thin kube-rs layer around the pure cores, and the
+//! controller that gives LoadBalancer Services their addresses.
 //!
-//! - [`core`]: the controller core (sans-IO): the shared allocator and when a Service
-//!   keeps, claims, gets or loses addresses.
-//! - [`decision`]: what to write for a Service given the core's outcome (pure).
-//! - [`lease`]: leader election with a Lease (sans-IO core plus a small task).
+//! # Shape
+//!
+//! ```text
+//! API server --watch--> source (reflector stores) --Change--> controller loop
+//!                                                               |  core (sans-IO): allocator, claims, retries
+//!                                                               |  decision (pure): Outcome -> ServiceUpdate
+//!                                                               v
+//!            <--status subresource / merge patch / events-- sink
+//! ```
+//!
+//! - [`source`]: kube's `watcher` + reflector stores over Services, Namespaces, Nodes,
+//!   the Secrets and the `metallb.io` kinds of ferrolb's namespace. No hand-rolled watch
+//!   loops: the watcher lists, watches, backs off and relists after 410 Gone by itself;
+//!   the source only maps its events to [`source::Change`]s. The `metallb.io` kinds are
+//!   watched untyped and decoded with [`ferrolb_model::crd::fill_optional_spec`], since the
+//!   API server returns objects as stored and MetalLB lets some kinds omit `spec`.
+//! - [`core`]: the controller core, no I/O: the shared
+//!   [`ferrolb_allocator::Allocator`], claiming the addresses Services show first (a
+//!   restart or a new leader never moves one), reconciling one Service at a time, and
+//!   the set of Services waiting for an address (retried when one is freed, so a
+//!   deletion costs work proportional to the waiting Services, not to all of them).
+//! - [`decision`]: what to write for a Service given the core's [`decision::Outcome`]:
+//!   ingress, the `metallb.io/ip-allocated-from-pool` annotation and MetalLB's events
+//!   (`IPAllocated`, `AllocationFailed`, `ClearAssignment`, with its messages). Pure.
+//! - [`sink`]: the writes: Service status through the status subresource (a merge patch
+//!   carrying the resource version read; 409 Conflict → read again, retry), the
+//!   annotation (a merge patch of the Service), Events (`events.k8s.io/v1`, kube's
+//!   `Recorder`), `IPAddressPool` status counts (status subresource) and the
+//!   `ConfigurationState` named `controller`, labelled
+//!   `metallb.io/component-type: controller` (server-side apply, then its status).
+//! - [`controller`]: the loop tying them together (see its docs for the rules).
+//! - [`lease`]: leader election.
+//! - [`metrics`]: the numbers behind MetalLB's controller metrics, for the binary to
+//!   serve.
+//!
+//! # Leader election
+//!
+//! Two or more replicas elect a leader with a `coordination.k8s.io/v1` Lease; only the
+//! leader writes. The election is written here rather than taken from a crate: it is
+//! small as a sans-IO core ([`lease::Elector`]: the Lease as read and
+//! the time in, the write to make out), which makes its timing rules testable in
+//! simulated time, and it keeps the dependency tree to kube itself. The rules are
+//! client-go's: the holder renews every 2 s; a candidate takes over a Lease that has
+//! not changed for its `leaseDurationSeconds` (10 s) *as measured on its own clock*
+//! since it first saw it so (no clock comparison between nodes), with an optimistic
+//! concurrency write (409 for the loser); the holder stops writing 7 s after its last
+//! successful renewal, before anyone may take over, and the controller checks
+//! leadership before every write. A dead leader is replaced within 14 s; one that
+//! shuts down releases the Lease and is replaced at the next poll (2 s). A new leader
+//! starts from an empty core and claims the addresses in the Services' status first,
+//! so a failover never moves an address.
+//!
+//! # RBAC the controller needs
+//!
+//! Services, Namespaces, Nodes: list, watch (cluster). Services: patch; services/status:
+//! patch. `events.k8s.io` events: create, patch. In its namespace: Secrets and every
+//! `metallb.io` kind: list, watch; ipaddresspools/status: patch; configurationstates
+//! and configurationstates/status: get, create, patch; `coordination.k8s.io` leases:
+//! get, create, update.
 
 #![warn(missing_docs)]
 
@@ -14,3 +70,9 @@ pub mod lease;
 pub mod metrics;
 pub mod sink;
 pub mod source;
+
+/// A client from the environment: in a pod its service account, else `KUBECONFIG` or
+/// `~/.kube/config`.
+pub async fn connect() -> Result<kube::Client, kube::Error> {
+    kube::Client::try_default().await
+}

@@ -11,6 +11,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// How often a status write that met a 409 Conflict is tried in all.
 pub const STATUS_ATTEMPTS: usize = 5;
@@ -68,7 +69,8 @@ impl Sink {
     /// events. The status patch carries the resource version read, so a Service changed
     /// meanwhile answers 409 Conflict; then the Service is read again and the write
     /// retried (unless it was replaced by another object of that name, or already shows
-    /// the addresses).
+    /// the addresses: then the update was decided on a stale copy and its events are
+    /// not published either).
     pub async fn write_service(
         &self,
         service: &Service,
@@ -78,6 +80,9 @@ impl Sink {
         let name = service.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         let what = |w: &str| format!("{w} of Service {namespace}/{name}");
+        // The Service as read again, when the update turned out to be decided on a stale
+        // copy that already showed the addresses.
+        let mut stale: Option<Service> = None;
         if let Some(ips) = &update.ingress {
             let mut resource_version = service.metadata.resource_version.clone();
             let mut done = false;
@@ -109,6 +114,8 @@ impl Sink {
                             return Ok(());
                         }
                         if status_ips(&fresh).0 == *ips {
+                            tracing::debug!("{}: already written", what("status"));
+                            stale = Some(fresh);
                             done = true;
                             break;
                         }
@@ -127,8 +134,20 @@ impl Sink {
                 return Err(SinkError::Conflict(what("status")));
             }
         }
-        if !update.annotations.is_empty() {
-            let patch = annotations_patch(&update.annotations);
+        let annotations: BTreeMap<String, Option<String>> = match &stale {
+            None => update.annotations.clone(),
+            Some(fresh) => {
+                let current = fresh.metadata.annotations.clone().unwrap_or_default();
+                update
+                    .annotations
+                    .iter()
+                    .filter(|(k, v)| current.get(*k) != v.as_ref())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+        };
+        if !annotations.is_empty() {
+            let patch = annotations_patch(&annotations);
             match api
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -143,8 +162,10 @@ impl Sink {
                 }
             }
         }
-        for event in &update.events {
-            self.publish(service, event).await;
+        if stale.is_none() {
+            for event in &update.events {
+                self.publish(service, event).await;
+            }
         }
         Ok(())
     }

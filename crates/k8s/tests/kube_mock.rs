@@ -474,3 +474,48 @@ async fn a_standby_takes_over_a_dead_leaders_lease_and_only_then_writes() {
         .expect("released");
     assert!(release.body["spec"]["holderIdentity"].is_null());
 }
+
+#[tokio::test]
+async fn a_conflict_with_the_addresses_already_written_publishes_nothing_more() {
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    fake.route(move |r| {
+        if r.method == "PATCH" && r.path == WEB_STATUS {
+            return Some(Reply::Json(
+                409,
+                status(409, "Conflict", "the object has been modified"),
+            ));
+        }
+        if r.method == "GET" && r.path == "/api/v1/namespaces/shop/services/web" {
+            // The copy read was stale: the Service already shows the address and the
+            // annotation (written before a restart, say).
+            let mut fresh = service("shop", "web", "6", "2024-01-01T00:00:00Z", &["192.0.2.0"]);
+            fresh["metadata"]["annotations"] = json!({"metallb.io/ip-allocated-from-pool": "main"});
+            return Some(Reply::Json(200, fresh));
+        }
+        None
+    });
+    let running = start(client, None);
+    let log = fake
+        .wait_for("the read after the conflict and the pool status", |log| {
+            log.iter()
+                .any(|r| r.method == "GET" && r.path == "/api/v1/namespaces/shop/services/web")
+                && !patches_of(log, &format!("{POOLS}/main/status")).is_empty()
+        })
+        .await;
+    assert_eq!(
+        patches_of(&log, WEB_STATUS).len(),
+        1,
+        "no second status write"
+    );
+    assert!(
+        patches_of(&log, "/api/v1/namespaces/shop/services/web").is_empty(),
+        "the annotation is there already"
+    );
+    assert!(events(&log).is_empty(), "no event for a stale decision");
+    running.stop().await;
+}
