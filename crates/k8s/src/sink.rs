@@ -6,7 +6,7 @@ use crate::decision::{EventSpec, ServiceUpdate, annotations_patch, status_patch}
 use ferrolb_allocator::status_ips;
 use ferrolb_model::Problem;
 use ferrolb_model::crd::{ConfigurationState, IPAddressPool, IPAddressPoolStatus};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
@@ -247,7 +247,8 @@ impl Sink {
             )
         };
         let object = configuration_state_object(&self.namespace);
-        api.patch(CONFIGURATION_STATE_NAME, &params, &Patch::Apply(&object))
+        let applied = api
+            .patch(CONFIGURATION_STATE_NAME, &params, &Patch::Apply(&object))
             .await
             .map_err(|source| SinkError::Api {
                 what: what(),
@@ -262,8 +263,56 @@ impl Sink {
                 what: what(),
                 source,
             })?;
+        if let Some(problems) = problems {
+            // A Warning event on the ConfigurationState, so `kubectl get events` shows
+            // it too.
+            let reference = ObjectReference {
+                api_version: Some("metallb.io/v1beta1".into()),
+                kind: Some("ConfigurationState".into()),
+                name: Some(CONFIGURATION_STATE_NAME.into()),
+                namespace: Some(self.namespace.clone()),
+                uid: applied.metadata.uid.clone(),
+                ..Default::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: REASON_CONFIG_INVALID.into(),
+                note: Some(event_note(problems)),
+                action: "LoadConfiguration".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!("publishing event {REASON_CONFIG_INVALID}: {e}");
+            }
+        }
         Ok(())
     }
+}
+
+/// The reason of the Warning event published when the configuration is invalid.
+pub const REASON_CONFIG_INVALID: &str = "InvalidConfiguration";
+
+/// The note of the invalid-configuration event: the problems, cut to the 1 kB an Event
+/// note may hold.
+pub fn event_note(problems: &[Problem]) -> String {
+    const MAX: usize = 1024;
+    let mut note = format!(
+        "the configuration is invalid, the last valid one stays in force: {}",
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if note.len() > MAX {
+        let mut cut = MAX - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    note
 }
 
 /// The applied `ConfigurationState` object (no spec: MetalLB's CRD has none).
@@ -311,4 +360,53 @@ pub fn configuration_state_status(
             }],
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_note_fits_in_an_event() {
+        let problems: Vec<Problem> = (0..100)
+            .map(|i| {
+                Problem::new(
+                    "IPAddressPool",
+                    &format!("p{i}"),
+                    "spec.addresses",
+                    "é invalid",
+                )
+            })
+            .collect();
+        let note = event_note(&problems);
+        assert!(note.len() <= 1024, "{}", note.len());
+        assert!(note.ends_with("..."));
+        assert!(
+            event_note(&problems[..1]).ends_with("IPAddressPool/p0: spec.addresses: é invalid")
+        );
+    }
+
+    #[test]
+    fn configuration_state_status_says_valid_or_invalid() {
+        let valid = configuration_state_status("metallb-system", None, "2024-01-01T00:00:00Z");
+        assert_eq!(valid["status"]["result"], "Valid");
+        assert_eq!(valid["status"]["conditions"][0]["status"], "True");
+        let problems = [Problem::new(
+            "IPAddressPool",
+            "main",
+            "spec.addresses[0]",
+            "bad",
+        )];
+        let invalid =
+            configuration_state_status("metallb-system", Some(&problems), "2024-01-01T00:00:00Z");
+        assert_eq!(invalid["status"]["result"], "Invalid");
+        assert_eq!(
+            invalid["status"]["errorSummary"],
+            problems[0].to_string().as_str()
+        );
+        assert_eq!(
+            invalid["status"]["conditions"][0]["reason"],
+            "ConfigurationError"
+        );
+    }
 }

@@ -325,6 +325,20 @@ async fn an_invalid_pool_keeps_the_previous_configuration() {
         .unwrap();
     let summary = invalid.body["status"]["errorSummary"].as_str().unwrap();
     assert!(summary.contains("IPAddressPool/main"), "{summary}");
+    let log = fake
+        .wait_for("the invalid-configuration event", |log| {
+            events(log).iter().any(|e| e.1 == "InvalidConfiguration")
+        })
+        .await;
+    let event = events(&log)
+        .into_iter()
+        .find(|e| e.1 == "InvalidConfiguration")
+        .unwrap();
+    assert_eq!(
+        event.0,
+        "/apis/events.k8s.io/v1/namespaces/metallb-system/events"
+    );
+    assert!(event.2.contains("IPAddressPool/main"), "{}", event.2);
     let m = running.metrics.snapshot();
     assert!(m.config_loaded && m.config_stale);
 
@@ -517,5 +531,46 @@ async fn a_conflict_with_the_addresses_already_written_publishes_nothing_more() 
         "the annotation is there already"
     );
     assert!(events(&log).is_empty(), "no event for a stale decision");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_namespace_relabelled_into_a_pool_reconciles_its_services() {
+    let (client, fake) = FakeApi::start();
+    let mut team_pool = pool("team-a", "3", &["192.0.2.0/30"]);
+    team_pool["spec"]["serviceAllocation"] =
+        json!({"namespaceSelectors": [{"matchLabels": {"team": "a"}}]});
+    fake.set_items(POOLS, vec![team_pool]);
+    let namespace = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "shop", "resourceVersion": "2", "labels": labels}})
+    };
+    fake.set_items("/api/v1/namespaces", vec![namespace(json!({}))]);
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    let running = start(client, None);
+    fake.wait_for("the failure and the namespace watch", |log| {
+        events(log).iter().any(|e| e.1 == "AllocationFailed")
+            && log
+                .iter()
+                .any(|r| r.path == "/api/v1/namespaces" && r.is_watch())
+    })
+    .await;
+    assert!(patches_of(&fake.log(), WEB_STATUS).is_empty());
+    fake.push(
+        "/api/v1/namespaces",
+        json!({"type": "MODIFIED", "object": namespace(json!({"team": "a"}))}),
+    );
+    let log = fake
+        .wait_for("the address once the namespace is selected", |log| {
+            !patches_of(log, WEB_STATUS).is_empty()
+        })
+        .await;
+    assert_eq!(
+        ingress_ips(patches_of(&log, WEB_STATUS)[0]),
+        vec!["192.0.2.0"]
+    );
     running.stop().await;
 }
