@@ -3,8 +3,10 @@
 //! [`spawn_with`] (or [`spawn`], with default [`ConnectionOptions`]) dials the peer (port
 //! 179 by default, whatever `peer` says) whenever the session asks, feeds it the bytes,
 //! connection outcomes and timer ticks, writes what it sends and forwards its events.
-//! [`spawn_accepted`] runs a session on a connection accepted elsewhere (the passive
-//! side; the task ends with that connection).
+//! [`Listener::spawn`] does the same and also takes the connections the peer opens to
+//! a [`Listener`] (connection collision detection, RFC 4271 §6.8, decides which one
+//! stays: [`Session::offer_inbound`]). [`spawn_accepted`] runs a session on one connection
+//! accepted elsewhere (the task ends with that connection).
 //!
 //! Each dial uses a new socket set up by [`ConnectionOptions`]: TCP-MD5 (RFC 2385) keyed
 //! by the peer's address, the source address bound before connecting, the TTL (hop
@@ -16,8 +18,10 @@
 //! longer than the hold time (240 s before negotiation, or with a hold time of 0) counts
 //! as a lost connection.
 
+mod listener;
 mod socket;
 
+pub use listener::Listener;
 pub use socket::{ConnectionOptions, IoError, MD5_MAX_KEY_LEN};
 
 use std::net::SocketAddr;
@@ -31,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::session::{Action, Event, PeerStatus, RouteAttributes, Session, State};
+use crate::session::{Action, Event, Inbound, PeerStatus, RouteAttributes, Session, State};
 
 enum Command {
     SetRoutes(Vec<(IpNet, RouteAttributes)>),
@@ -111,6 +115,7 @@ pub fn spawn(session: Session, peer: SocketAddr) -> PeerHandle {
         session,
         Mode::Dial(peer, Arc::new(ConnectionOptions::default())),
         None,
+        None,
     )
 }
 
@@ -124,19 +129,36 @@ pub fn spawn_with(
     options: ConnectionOptions,
 ) -> Result<PeerHandle, IoError> {
     options.validate(peer.ip())?;
-    Ok(start(session, Mode::Dial(peer, Arc::new(options)), None))
+    Ok(start(
+        session,
+        Mode::Dial(peer, Arc::new(options)),
+        None,
+        None,
+    ))
 }
 
 /// Run `session` on an accepted connection; the task ends when the connection does.
 pub fn spawn_accepted(session: Session, stream: TcpStream) -> PeerHandle {
-    start(session, Mode::Accepted, Some(stream))
+    start(session, Mode::Accepted, Some(stream), None)
 }
 
-fn start(session: Session, mode: Mode, stream: Option<TcpStream>) -> PeerHandle {
+/// Connections a [`Listener`] accepted from the peer, and the registration to drop when
+/// the task ends.
+type InboundFeed = (
+    mpsc::UnboundedReceiver<TcpStream>,
+    listener::RegistrationGuard,
+);
+
+fn start(
+    session: Session,
+    mode: Mode,
+    stream: Option<TcpStream>,
+    inbound: Option<InboundFeed>,
+) -> PeerHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let (tx, events) = mpsc::unbounded_channel();
     let (status_tx, status) = watch::channel(session.status());
-    let task = tokio::spawn(run(session, mode, stream, rx, tx, status_tx));
+    let task = tokio::spawn(run(session, mode, stream, inbound, rx, tx, status_tx));
     PeerHandle {
         commands,
         events,
@@ -154,10 +176,32 @@ fn peer_label(mode: &Mode) -> String {
     }
 }
 
+/// Write a session's pending actions to `stream`; false once it asks to close (or a write
+/// fails).
+async fn flush(session: &mut Session, stream: &mut TcpStream) -> bool {
+    while let Some(action) = session.poll_action() {
+        match action {
+            Action::Send(bytes) => {
+                let write = tokio::time::timeout(Duration::from_secs(10), stream.write_all(&bytes));
+                if !matches!(write.await, Ok(Ok(()))) {
+                    return false;
+                }
+            }
+            Action::Close => {
+                let _ = stream.shutdown().await;
+                return false;
+            }
+            Action::Connect => {}
+        }
+    }
+    true
+}
+
 async fn run(
     mut session: Session,
     mode: Mode,
     accepted: Option<TcpStream>,
+    inbound: Option<InboundFeed>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
     status: watch::Sender<PeerStatus>,
@@ -167,6 +211,13 @@ async fn run(
     let mut buf = vec![0u8; 16 * 1024];
     let mut ending = false;
     let mut label = peer_label(&mode);
+    let (mut inbound_rx, _registration) = match inbound {
+        Some((rx, guard)) => (Some(rx), Some(guard)),
+        None => (None, None),
+    };
+    // An inbound connection exchanging OPENs before collision resolution.
+    let mut pending: Option<(Session, TcpStream)> = None;
+    let mut inbound_buf = vec![0u8; 4096];
     session.start(Instant::now());
     if let Some(stream) = accepted {
         // Take the place of the dial the session asks for.
@@ -242,8 +293,65 @@ async fn run(
         {
             return;
         }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = [
+            session.poll_timeout(),
+            pending.as_ref().and_then(|(s, _)| s.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(tokio::time::Instant::from_std);
         tokio::select! {
+            stream = async { inbound_rx.as_mut().expect("checked").recv().await }, if inbound_rx.is_some() => {
+                let now = Instant::now();
+                let Some(mut stream) = stream else {
+                    inbound_rx = None;
+                    continue;
+                };
+                let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) else {
+                    continue;
+                };
+                if ending || session.state() == State::Idle {
+                    continue;
+                }
+                debug!(peer = %label, %remote, "inbound connection");
+                let _ = stream.set_nodelay(true);
+                let mut s = session.inbound(now, local, remote);
+                // A newer inbound connection replaces one still opening.
+                pending = flush(&mut s, &mut stream).await.then_some((s, stream));
+            }
+            read = async { pending.as_mut().expect("checked").1.read(&mut inbound_buf).await }, if pending.is_some() => {
+                let now = Instant::now();
+                let Some((mut s, mut stream)) = pending.take() else { continue };
+                match read {
+                    Ok(0) | Err(_) => continue,
+                    Ok(n) => s.handle_bytes(now, &inbound_buf[..n]),
+                }
+                if !flush(&mut s, &mut stream).await {
+                    continue;
+                }
+                if !matches!(s.state(), State::OpenConfirm | State::Established) {
+                    pending = Some((s, stream));
+                    continue;
+                }
+                match session.offer_inbound(now, s) {
+                    Inbound::Adopted { old_close } => {
+                        info!(peer = %label, "inbound connection adopted (collision resolution)");
+                        if let Some(mut old) = conn.take() {
+                            if let Some(bytes) = old_close {
+                                let _ = tokio::time::timeout(Duration::from_secs(5), old.write_all(&bytes)).await;
+                            }
+                            let _ = old.shutdown().await;
+                        }
+                        connecting = None;
+                        conn = Some(stream);
+                    }
+                    Inbound::Refused(mut s) => {
+                        debug!(peer = %label, "inbound connection refused (collision resolution)");
+                        flush(&mut s, &mut stream).await;
+                    }
+                }
+            }
             result = async { connecting.as_mut().expect("checked").await }, if connecting.is_some() => {
                 connecting = None;
                 let now = Instant::now();
@@ -281,7 +389,14 @@ async fn run(
                 }
             }
             () = async { tokio::time::sleep_until(deadline.expect("checked")).await }, if deadline.is_some() => {
-                session.handle_timeout(Instant::now());
+                let now = Instant::now();
+                session.handle_timeout(now);
+                if let Some((mut s, mut stream)) = pending.take() {
+                    s.handle_timeout(now);
+                    if flush(&mut s, &mut stream).await {
+                        pending = Some((s, stream));
+                    }
+                }
             }
             command = commands.recv(), if !ending => {
                 let now = Instant::now();
@@ -548,5 +663,160 @@ mod tests {
         assert_eq!(st.last_close, Some(CloseReason::PeerLost));
         accept.abort();
         a.stop();
+    }
+
+    fn opts(source: &str, key: Option<&[u8]>) -> ConnectionOptions {
+        ConnectionOptions {
+            md5_key: key.map(<[u8]>::to_vec),
+            source: Some(source.parse().unwrap()),
+            ..ConnectionOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn listener_adopts_an_inbound_connection_when_dialing_fails() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        // Nothing listens on the peer's address: our dials fail, the peer's arrive.
+        let closed = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let (ca, cb) = configs();
+        let a = listener
+            .spawn(
+                Session::new(ca).unwrap(),
+                dead,
+                opts("127.0.0.1", Some(b"k1")),
+            )
+            .unwrap();
+        a.set_routes(vec![(
+            "203.0.113.9/32".parse().unwrap(),
+            RouteAttributes::default(),
+        )]);
+        let mut cb = cb;
+        cb.peer_as = PeerAs::Fixed(64512);
+        let b = spawn_with(
+            Session::new(cb).unwrap(),
+            listener.local_addr(),
+            opts("127.0.0.2", Some(b"k1")),
+        )
+        .unwrap();
+        let mut sa = a.watch_status();
+        let mut sb = b.watch_status();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            sa.wait_for(|s| s.up && s.announced == 1).await.unwrap();
+            sb.wait_for(|s| s.up && s.stats.updates_received >= 1)
+                .await
+                .unwrap();
+        })
+        .await
+        .expect("both up through the listener, the route received");
+        // A second registration for the same peer is refused.
+        let (ca, _) = configs();
+        let e = listener
+            .spawn(
+                Session::new(ca).unwrap(),
+                dead,
+                ConnectionOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(e, IoError::DuplicatePeer(_)), "{e}");
+        a.stop();
+        b.stop();
+    }
+
+    #[tokio::test]
+    async fn listener_refuses_unknown_peers_and_wrong_keys() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (ca, cb) = configs();
+        let closed = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let a = listener
+            .spawn(
+                Session::new(ca).unwrap(),
+                dead,
+                opts("127.0.0.1", Some(b"good")),
+            )
+            .unwrap();
+        // From an address that is no peer: accepted by TCP, then closed at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(listener.local_addr()).await.unwrap();
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("closed by the listener")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        // From the peer's address with the wrong key: never up.
+        let mut cb = cb;
+        cb.peer_as = PeerAs::Fixed(64512);
+        let b = spawn_with(
+            Session::new(cb).unwrap(),
+            listener.local_addr(),
+            opts("127.0.0.2", Some(b"bad")),
+        )
+        .unwrap();
+        let mut sa = a.watch_status();
+        let up = tokio::time::timeout(Duration::from_secs(3), sa.wait_for(|s| s.up)).await;
+        assert!(up.is_err(), "a wrong key must not bring the session up");
+        a.stop();
+        b.stop();
+    }
+
+    #[tokio::test]
+    async fn dialing_each_other_resolves_the_collision() {
+        for (id_a, id_b) in [(1, 2), (2, 1)] {
+            let la = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let lb = Listener::bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let mut ca =
+                SessionConfig::new(64512, PeerAs::Fixed(64513), Ipv4Addr::new(10, 0, 0, id_a));
+            let mut cb =
+                SessionConfig::new(64513, PeerAs::Fixed(64512), Ipv4Addr::new(10, 0, 0, id_b));
+            for c in [&mut ca, &mut cb] {
+                c.hold_time = 3;
+                c.retry_min = Duration::from_millis(100);
+                c.retry_max = Duration::from_millis(200);
+            }
+            let a = la
+                .spawn(
+                    Session::new(ca).unwrap(),
+                    lb.local_addr(),
+                    opts("127.0.0.1", Some(b"k")),
+                )
+                .unwrap();
+            let b = lb
+                .spawn(
+                    Session::new(cb).unwrap(),
+                    la.local_addr(),
+                    opts("127.0.0.2", Some(b"k")),
+                )
+                .unwrap();
+            a.set_routes(vec![(
+                "203.0.113.1/32".parse().unwrap(),
+                RouteAttributes::default(),
+            )]);
+            b.set_routes(vec![(
+                "203.0.113.2/32".parse().unwrap(),
+                RouteAttributes::default(),
+            )]);
+            let mut sa = a.watch_status();
+            let mut sb = b.watch_status();
+            tokio::time::timeout(Duration::from_secs(20), async {
+                sa.wait_for(|s| s.up && s.announced == 1).await.unwrap();
+                sb.wait_for(|s| s.up && s.announced == 1).await.unwrap();
+            })
+            .await
+            .expect("one session survives the collision");
+            // Past the hold time (3 s) both stay up on the one connection left.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let (x, y) = (a.status(), b.status());
+            assert!(x.up && y.up, "{x:?}\n{y:?}");
+            assert!(y.stats.updates_received >= 1 && x.stats.updates_received >= 1);
+            a.stop();
+            b.stop();
+            a.join().await;
+            b.join().await;
+        }
     }
 }

@@ -9,7 +9,9 @@
 //!   outputs: actions for the I/O layer, the next deadline, events). It negotiates the
 //!   session, keeps the hold and keepalive timers, and turns the desired set of routes into
 //!   UPDATEs, many prefixes per message.
-//! - [`io`] (feature `io`, default): a tokio task running a session over TCP.
+//! - [`io`] (feature `io`, default): a tokio task running a session over TCP (TCP-MD5,
+//!   source address, TTL and GTSM; a status snapshot for metrics), and a listener for
+//!   connections peers open, with connection collision detection.
 //!
 //! `tests/interop.rs` runs the speaker in a lab namespace against BIRD 2, FRR 8 and GoBGP 3
 //! (IPv4 and IPv6 sessions): they install our routes with our address as next hop and
@@ -49,6 +51,6 @@ pub mod session;
 
 pub use message::{Codec, Family, LargeCommunity, Message, MessageError, Notification};
 pub use session::{
-    Action, CloseReason, ConfigError, Event, GracefulRestartConfig, Negotiated, PeerAs, PeerStatus,
-    RouteAttributes, Session, SessionConfig, State, Stats,
+    Action, CloseReason, ConfigError, Event, GracefulRestartConfig, Inbound, Negotiated, PeerAs,
+    PeerStatus, RouteAttributes, Session, SessionConfig, State, Stats,
 };

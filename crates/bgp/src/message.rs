@@ -305,6 +305,10 @@ pub mod code {
     pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
     /// Cease: Peer De-configured (RFC 4486).
     pub const CEASE_PEER_DECONFIGURED: u8 = 3;
+    /// Cease: Connection Rejected (RFC 4486).
+    pub const CEASE_CONNECTION_REJECTED: u8 = 5;
+    /// Cease: Connection Collision Resolution (RFC 4486).
+    pub const CEASE_COLLISION: u8 = 7;
     /// ROUTE-REFRESH Message Error (RFC 7313).
     pub const ROUTE_REFRESH: u8 = 7;
     /// ROUTE-REFRESH Message Error: Invalid Message Length.

@@ -347,6 +347,23 @@ pub struct Stats {
     pub established_transitions: u64,
 }
 
+/// What [`Session::offer_inbound`] decided.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The session now runs on the inbound connection: its actions from now on are for
+    /// that connection. If the session had a connection of its own, write `old_close` (a
+    /// NOTIFICATION Cease, Connection Collision Resolution) to it, then close it; the I/O
+    /// layer abandons a connection attempt under way itself.
+    Adopted {
+        /// Bytes for the connection being replaced, if there was one past Connect.
+        old_close: Option<Vec<u8>>,
+    },
+    /// The inbound connection is refused: the returned session has queued a NOTIFICATION
+    /// Cease (Connection Collision Resolution, or Connection Rejected when stopped) and
+    /// [`Action::Close`]; perform its actions on the inbound connection.
+    Refused(Box<Session>),
+}
+
 /// A snapshot of a session for metrics and status pages ([`Session::status`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -427,28 +444,7 @@ impl Session {
         {
             return Err(ConfigError::Timers);
         }
-        Ok(Session {
-            retry_delay: config.retry_min,
-            jitter: Jitter(config.jitter_seed),
-            config,
-            state: State::Idle,
-            codec: Codec::default(),
-            rx: Vec::new(),
-            local: None,
-            negotiated: None,
-            connect_deadline: None,
-            retry_at: None,
-            hold_deadline: None,
-            keepalive_at: None,
-            shutdown_at: None,
-            draining: false,
-            desired: BTreeMap::new(),
-            sent: BTreeMap::new(),
-            actions: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
-            last_close: None,
-        })
+        Ok(Session::fresh(config))
     }
 
     /// The current state.
@@ -644,6 +640,117 @@ impl Session {
             }
             State::Idle | State::Active => {}
         }
+    }
+
+    /// A session for a connection the peer opened (the passive side): a copy of this
+    /// session's configuration, without jitter, already sending its OPEN. Drive it with
+    /// the inbound connection's bytes until it is OpenConfirm (or Established), then hand
+    /// it to [`Session::offer_inbound`].
+    pub fn inbound(&self, now: Instant, local: SocketAddr, remote: SocketAddr) -> Session {
+        let mut config = self.config.clone();
+        config.jitter_seed = None;
+        let mut s = Session::fresh(config);
+        s.start(now);
+        s.actions.clear();
+        s.connected(now, local, remote);
+        s.events.clear();
+        s
+    }
+
+    /// A stopped session with a validated configuration.
+    fn fresh(config: SessionConfig) -> Session {
+        Session {
+            retry_delay: config.retry_min,
+            jitter: Jitter(config.jitter_seed),
+            config,
+            state: State::Idle,
+            codec: Codec::default(),
+            rx: Vec::new(),
+            local: None,
+            negotiated: None,
+            connect_deadline: None,
+            retry_at: None,
+            hold_deadline: None,
+            keepalive_at: None,
+            shutdown_at: None,
+            draining: false,
+            desired: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            last_close: None,
+        }
+    }
+
+    /// Connection collision detection (RFC 4271 §6.8) between this session and `inbound`
+    /// (made by [`Session::inbound`], now OpenConfirm or Established, so the peer's BGP
+    /// identifier is known):
+    ///
+    /// - stopped (Idle), draining, or already Established: the inbound connection is
+    ///   refused (Cease, Connection Rejected when Idle, else Connection Collision
+    ///   Resolution);
+    /// - no connection of our own (Connect, Active): the inbound one is adopted and a
+    ///   connection attempt under way is abandoned;
+    /// - our connection is OpenSent or OpenConfirm: the connection opened by the side with
+    ///   the higher BGP identifier (compared as unsigned integers) survives. Ours when our
+    ///   identifier is higher (the inbound one is refused), else the inbound one (ours is
+    ///   closed with a Cease).
+    ///
+    /// An `inbound` session that is not OpenConfirm or Established is refused.
+    pub fn offer_inbound(&mut self, now: Instant, mut inbound: Session) -> Inbound {
+        let ready = matches!(inbound.state, State::OpenConfirm | State::Established);
+        let peer_id = inbound.negotiated.as_ref().map(|n| n.peer_id);
+        let refuse = |mut inbound: Session, sub: u8| {
+            inbound.close(Some(Notification::new(code::CEASE, sub)), State::Idle);
+            inbound.events.clear();
+            Inbound::Refused(Box::new(inbound))
+        };
+        let (true, Some(peer_id)) = (ready, peer_id) else {
+            return refuse(inbound, code::CEASE_CONNECTION_REJECTED);
+        };
+        match self.state {
+            State::Idle => return refuse(inbound, code::CEASE_CONNECTION_REJECTED),
+            State::Established => return refuse(inbound, code::CEASE_COLLISION),
+            _ if self.draining => return refuse(inbound, code::CEASE_COLLISION),
+            State::OpenSent | State::OpenConfirm
+                if u32::from(self.config.router_id) > u32::from(peer_id) =>
+            {
+                return refuse(inbound, code::CEASE_COLLISION);
+            }
+            State::Connect | State::Active | State::OpenSent | State::OpenConfirm => {}
+        }
+        // Adopt: close ours, if any, then take the inbound connection's state.
+        let old_close = match self.state {
+            State::OpenSent | State::OpenConfirm => {
+                let n = Notification::new(code::CEASE, code::CEASE_COLLISION);
+                self.stats.notifications_sent += 1;
+                let bytes = Message::Notification(n.clone()).encode(self.codec).ok();
+                self.closed(CloseReason::Sent(n));
+                bytes
+            }
+            _ => None,
+        };
+        self.reset();
+        let s = &inbound.stats;
+        self.stats.opens_sent += s.opens_sent;
+        self.stats.opens_received += s.opens_received;
+        self.stats.keepalives_sent += s.keepalives_sent;
+        self.stats.keepalives_received += s.keepalives_received;
+        self.stats.updates_received += s.updates_received;
+        self.codec = inbound.codec;
+        self.rx = std::mem::take(&mut inbound.rx);
+        self.local = inbound.local;
+        self.negotiated = inbound.negotiated.take();
+        self.hold_deadline = inbound.hold_deadline;
+        self.keepalive_at = inbound.keepalive_at;
+        if inbound.state == State::Established {
+            self.set_state(State::OpenConfirm);
+            self.establish(now);
+        } else {
+            self.set_state(inbound.state);
+        }
+        Inbound::Adopted { old_close }
     }
 
     fn closed(&mut self, reason: CloseReason) {
@@ -928,14 +1035,7 @@ impl Session {
             }
             (State::OpenConfirm, Message::Keepalive) => {
                 self.stats.keepalives_received += 1;
-                self.retry_delay = self.config.retry_min;
-                self.stats.established_transitions += 1;
-                self.set_state(State::Established);
-                if let Some(n) = self.negotiated.clone() {
-                    self.events.push_back(Event::Established(n));
-                }
-                self.sync(now);
-                self.end_of_rib(now);
+                self.establish(now);
             }
             (State::Established, Message::Keepalive) => self.stats.keepalives_received += 1,
             (State::Established, Message::Update(_)) => {
@@ -949,6 +1049,18 @@ impl Session {
             }
             _ => self.unexpected(now),
         }
+    }
+
+    /// OpenConfirm → Established: announce the routes.
+    fn establish(&mut self, now: Instant) {
+        self.retry_delay = self.config.retry_min;
+        self.stats.established_transitions += 1;
+        self.set_state(State::Established);
+        if let Some(n) = self.negotiated.clone() {
+            self.events.push_back(Event::Established(n));
+        }
+        self.sync(now);
+        self.end_of_rib(now);
     }
 
     fn end_of_rib(&mut self, now: Instant) {

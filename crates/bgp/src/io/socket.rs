@@ -61,6 +61,9 @@ pub enum IoError {
         /// What bind said.
         error: std::io::Error,
     },
+    /// A session for this peer address is already registered on the listener.
+    #[error("a session for {0} is already registered on the listener")]
+    DuplicatePeer(IpAddr),
     /// TTL 0 or minimum TTL 0.
     #[error("TTL and minimum TTL must be 1 to 255")]
     Ttl,

@@ -1381,3 +1381,161 @@ fn jitter_scales_retry_waits_and_keepalives_by_0_75_to_1() {
     let distinct: BTreeSet<Duration> = a.iter().copied().collect();
     assert!(distinct.len() > 30, "{distinct:?}");
 }
+
+/// An inbound session (peer 10.0.0.2, AS 64513) driven to OpenConfirm, or to Established
+/// when `keepalive`.
+fn inbound_ready(main: &Session, now: Instant, keepalive: bool) -> Session {
+    let mut inb = main.inbound(now, sock("192.0.2.1:179"), sock("192.0.2.2:40001"));
+    let out = drain(&mut inb);
+    assert!(matches!(out.messages(FOUR)[..], [Message::Open(_)]));
+    inb.handle_bytes(
+        now,
+        &enc(Message::Open(peer_open(64513, 90, id(2), full_caps(64513)))),
+    );
+    if keepalive {
+        inb.handle_bytes(now, &enc(Message::Keepalive));
+    }
+    drain(&mut inb);
+    inb
+}
+
+fn refused_with(outcome: Inbound) -> Notification {
+    let Inbound::Refused(mut s) = outcome else {
+        panic!("adopted")
+    };
+    let out = drain(&mut s);
+    assert!(out.close);
+    out.notification().unwrap()
+}
+
+#[test]
+fn inbound_connection_is_adopted_when_we_have_none() {
+    let mut s = Session::new(ebgp()).unwrap();
+    let t0 = Instant::now();
+    s.set_routes(t0, [(net("203.0.113.1/32"), attrs(&[]))]);
+    s.start(t0);
+    s.connection_failed(t0);
+    assert_eq!(s.state(), State::Active);
+    drain(&mut s);
+    let inb = inbound_ready(&s, t0, false);
+    let Inbound::Adopted { old_close } = s.offer_inbound(t0, inb) else {
+        panic!("refused")
+    };
+    assert!(old_close.is_none());
+    assert_eq!(s.state(), State::OpenConfirm);
+    // The retry timer is gone: the next deadline is the hold or keepalive timer.
+    assert!(s.poll_timeout().unwrap() > t0 + Duration::from_secs(20));
+    s.handle_bytes(t0, &enc(Message::Keepalive));
+    assert_eq!(s.state(), State::Established);
+    let out = drain(&mut s);
+    assert_eq!(
+        announced(&out.updates(FOUR)),
+        [net("203.0.113.1/32")].into()
+    );
+    assert_eq!(s.stats().opens_sent, 1, "the inbound OPEN, counted once");
+    assert_eq!(s.stats().established_transitions, 1);
+}
+
+#[test]
+fn inbound_already_established_is_adopted_while_connecting() {
+    let mut s = Session::new(ebgp()).unwrap();
+    let t0 = Instant::now();
+    s.set_routes(t0, [(net("203.0.113.1/32"), attrs(&[]))]);
+    s.start(t0);
+    assert_eq!(s.state(), State::Connect);
+    drain(&mut s);
+    events(&mut s);
+    let inb = inbound_ready(&s, t0, true);
+    assert_eq!(inb.state(), State::Established);
+    assert!(matches!(
+        s.offer_inbound(t0, inb),
+        Inbound::Adopted { old_close: None }
+    ));
+    assert_eq!(s.state(), State::Established);
+    assert!(
+        events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::Established(_)))
+    );
+    let out = drain(&mut s);
+    assert!(!out.close, "the adopted connection stays open");
+    assert_eq!(
+        announced(&out.updates(FOUR)),
+        [net("203.0.113.1/32")].into()
+    );
+}
+
+#[test]
+fn collision_keeps_the_connection_of_the_higher_bgp_identifier() {
+    // Ours is 10.0.0.1, the peer's 10.0.0.2: the peer's (inbound) connection wins.
+    let mut s = Session::new(ebgp()).unwrap();
+    let t0 = Instant::now();
+    s.start(t0);
+    s.connected(t0, sock("192.0.2.1:40000"), sock("192.0.2.2:179"));
+    assert_eq!(s.state(), State::OpenSent);
+    drain(&mut s);
+    events(&mut s);
+    let inb = inbound_ready(&s, t0, false);
+    let Inbound::Adopted {
+        old_close: Some(bytes),
+    } = s.offer_inbound(t0, inb)
+    else {
+        panic!("the inbound connection must win")
+    };
+    let (m, _) = decode(&bytes, Codec::default()).unwrap().unwrap();
+    assert_eq!(m, Message::Notification(Notification::new(6, 7)));
+    assert_eq!(s.state(), State::OpenConfirm);
+    assert!(events(&mut s).contains(&Event::Closed(CloseReason::Sent(Notification::new(6, 7)))));
+
+    // Ours is 10.0.0.9 > 10.0.0.2: our connection (OpenConfirm) wins.
+    let mut c = ebgp();
+    c.router_id = id(9);
+    let mut s = Session::new(c).unwrap();
+    establish_to_open_confirm(&mut s, t0);
+    let inb = inbound_ready(&s, t0, false);
+    assert_eq!(
+        refused_with(s.offer_inbound(t0, inb)),
+        Notification::new(6, 7)
+    );
+    assert_eq!(s.state(), State::OpenConfirm);
+    assert!(drain(&mut s).bytes.is_empty(), "ours is untouched");
+}
+
+fn establish_to_open_confirm(s: &mut Session, t0: Instant) {
+    s.start(t0);
+    s.connected(t0, sock("192.0.2.1:40000"), sock("192.0.2.2:179"));
+    s.handle_bytes(
+        t0,
+        &enc(Message::Open(peer_open(64513, 90, id(2), full_caps(64513)))),
+    );
+    assert_eq!(s.state(), State::OpenConfirm);
+    drain(s);
+}
+
+#[test]
+fn inbound_is_refused_when_established_stopped_or_not_ready() {
+    let (mut s, t0) = ebgp_session();
+    let inb = inbound_ready(&s, t0, false);
+    assert_eq!(
+        refused_with(s.offer_inbound(t0, inb)),
+        Notification::new(6, 7)
+    );
+    assert_eq!(s.state(), State::Established);
+
+    let mut s = Session::new(ebgp()).unwrap();
+    let inb = inbound_ready(&s, t0, false);
+    assert_eq!(
+        refused_with(s.offer_inbound(t0, inb)),
+        Notification::new(6, 5)
+    );
+    assert_eq!(s.state(), State::Idle);
+
+    s.start(t0);
+    let not_ready = s.inbound(t0, sock("192.0.2.1:179"), sock("192.0.2.2:40001"));
+    assert_eq!(not_ready.state(), State::OpenSent);
+    assert_eq!(
+        refused_with(s.offer_inbound(t0, not_ready)),
+        Notification::new(6, 5)
+    );
+    assert_eq!(s.state(), State::Connect);
+}
