@@ -129,7 +129,9 @@ pub struct Controller {
     /// was written to the `ConfigurationState`.
     config_problems: Option<Vec<Problem>>,
     config_state_written: bool,
-    pool_status_written: BTreeMap<String, IPAddressPoolStatus>,
+    /// The status last written per pool, with the uid of the object it went to (a pool
+    /// deleted and created again needs it written again).
+    pool_status_written: BTreeMap<String, (Option<String>, IPAddressPoolStatus)>,
     /// The leadership as the election publishes it, checked before every write: a
     /// long pass stops writing the moment the term ends, not at its end.
     leadership: Option<watch::Receiver<bool>>,
@@ -461,18 +463,22 @@ impl Controller {
             .retain(|name, _| usages.contains_key(name));
         for (name, usage) in usages {
             let status = usage.to_status();
-            if self.pool_status_written.get(&name) == Some(&status) {
+            // A pool of the configuration whose object is gone (deleted meanwhile).
+            let Some((uid, shown)) = self.stores.pool_status(&name) else {
+                continue;
+            };
+            let written = (uid, status);
+            if self.pool_status_written.get(&name) == Some(&written) {
                 continue;
             }
-            let shown = self.stores.pool(&name).and_then(|p| p.status);
-            if shown.as_ref() != Some(&status)
-                && let Err(e) = self.sink.write_pool_status(&name, &status).await
+            if shown.as_ref() != Some(&written.1)
+                && let Err(e) = self.sink.write_pool_status(&name, &written.1).await
             {
                 self.metrics.update_error();
                 tracing::warn!("{e}");
                 continue;
             }
-            self.pool_status_written.insert(name, status);
+            self.pool_status_written.insert(name, written);
         }
     }
 }

@@ -17,8 +17,8 @@
 
 use ferrolb_allocator::ServiceKey;
 use ferrolb_model::crd::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
-    fill_optional_spec,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, IPAddressPoolStatus,
+    L2Advertisement, fill_optional_spec,
 };
 use ferrolb_model::{Problem, Snapshot};
 use futures::stream::{BoxStream, SelectAll};
@@ -302,14 +302,19 @@ impl Stores {
         self.namespaces.get(&reflector::ObjectRef::new(name))
     }
 
-    /// The current `IPAddressPool` object of that name, decoded.
-    pub fn pool(&self, name: &str) -> Option<IPAddressPool> {
+    /// The `metadata.uid` and the status of the `IPAddressPool` of that name, if it
+    /// exists (the status `None` when it has none or it does not decode).
+    pub fn pool_status(&self, name: &str) -> Option<(Option<String>, Option<IPAddressPoolStatus>)> {
         let obj = self
             .pools
             .state()
             .into_iter()
             .find(|o| o.metadata.name.as_deref() == Some(name))?;
-        decode(&obj).ok()
+        let status = obj
+            .data
+            .get("status")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        Some((obj.metadata.uid.clone(), status))
     }
 }
 

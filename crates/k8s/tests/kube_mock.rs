@@ -574,3 +574,38 @@ async fn a_namespace_relabelled_into_a_pool_reconciles_its_services() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_pool_created_again_gets_its_status_again() {
+    let (client, fake) = FakeApi::start();
+    let mut main = pool("main", "3", &["192.0.2.0/30"]);
+    main["metadata"]["uid"] = json!("uid-1");
+    fake.set_items(POOLS, vec![main.clone()]);
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    let running = start(client, None);
+    let pool_status = format!("{POOLS}/main/status");
+    fake.wait_for("the pool status and the pool watch", |log| {
+        !patches_of(log, &pool_status).is_empty()
+            && log.iter().any(|r| r.path == POOLS && r.is_watch())
+    })
+    .await;
+    fake.push(POOLS, json!({"type": "DELETED", "object": main}));
+    let mut again = pool("main", "9", &["192.0.2.0/30"]);
+    again["metadata"]["uid"] = json!("uid-2");
+    fake.push(POOLS, json!({"type": "ADDED", "object": again}));
+    let log = fake
+        .wait_for("a second pool status write", |log| {
+            patches_of(log, &pool_status).len() >= 2
+        })
+        .await;
+    let writes = patches_of(&log, &pool_status);
+    assert_eq!(
+        writes[0].body, writes[1].body,
+        "the same counts, written again"
+    );
+    assert_eq!(writes[1].body["status"]["assignedIPv4"], 1);
+    running.stop().await;
+}
