@@ -190,10 +190,22 @@ pub fn decide(service: &Service, outcome: &Outcome, quiet: bool) -> ServiceUpdat
             before.sort();
             now.sort();
             if before != now {
+                // A PreferDualStack Service that kept its one address and got the other
+                // family too: MetalLB's "additional IP" message.
+                let added: Vec<&IpAddr> = match status.as_slice() {
+                    [kept] if assignment.ips.contains(kept) => {
+                        assignment.ips.iter().filter(|ip| *ip != kept).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let message = match added.as_slice() {
+                    [ip] => format!("Assigned additional IP \"{ip}\""),
+                    _ => format!("Assigned IP {}", quoted_ips(&assignment.ips)),
+                };
                 update.events.push(EventSpec {
                     warning: false,
                     reason: REASON_ALLOCATED,
-                    message: format!("Assigned IP {}", quoted_ips(&assignment.ips)),
+                    message,
                 });
             }
             if annotation(service, IP_ALLOCATED_FROM_POOL) != Some(assignment.pool.as_str()) {
@@ -332,6 +344,21 @@ mod tests {
                 reason: "IPAllocated",
                 message: "Assigned IP [\"192.0.2.1\"]".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_second_family_is_an_additional_ip() {
+        let svc = service(&["192.0.2.1"], Some("main"));
+        let u = decide(
+            &svc,
+            &assigned("main", &["192.0.2.1", "2001:db8::1"]),
+            false,
+        );
+        assert_eq!(u.ingress.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            u.events[0].message,
+            "Assigned additional IP \"2001:db8::1\""
         );
     }
 
