@@ -374,14 +374,9 @@ impl Controller {
         let labels = |ns: &str| -> Option<&Labels> {
             namespaces.get(ns).and_then(|n| n.metadata.labels.as_ref())
         };
-        let decided: Vec<(Service, Outcome)> = self
-            .core
-            .full_sync(&refs, labels)
-            .into_iter()
-            .map(|(s, o)| (s.clone(), o))
-            .collect();
+        let decided = self.core.full_sync(&refs, labels);
         for (service, outcome) in decided {
-            self.write(&service, &outcome, false).await;
+            self.write(service, &outcome, false).await;
         }
     }
 
