@@ -42,6 +42,9 @@ pub struct ControllerOptions {
     pub lb_class: Option<String>,
     /// Leader election: `None` runs as the only replica (always leads).
     pub election: Option<Election>,
+    /// The membership Secret (in `namespace`) to create when missing, as MetalLB's
+    /// controller does (`None`: leave it to someone else).
+    pub memberlist_secret: Option<String>,
 }
 
 /// Leader election settings.
@@ -105,6 +108,7 @@ pub async fn run(
         },
         metrics,
     );
+    controller.memberlist_secret = options.memberlist_secret.clone();
     let result = controller.run(changes, leader_rx, shutdown).await;
     drop(always_leader);
     if let Some(handle) = election {
@@ -135,6 +139,8 @@ pub struct Controller {
     /// The leadership as the election publishes it, checked before every write: a
     /// long pass stops writing the moment the term ends, not at its end.
     leadership: Option<watch::Receiver<bool>>,
+    /// The membership Secret to create when missing.
+    memberlist_secret: Option<String>,
 }
 
 impl Controller {
@@ -153,6 +159,7 @@ impl Controller {
             config_state_written: false,
             pool_status_written: BTreeMap::new(),
             leadership: None,
+            memberlist_secret: None,
         }
     }
 
@@ -253,9 +260,12 @@ impl Controller {
                 }
             }
             _ if !self.synced => self.metrics.update(),
-            Change::Config(_) => {
+            Change::Config(kind) => {
                 self.metrics.update();
                 self.config_changed().await;
+                if kind == "Secret" {
+                    self.ensure_memberlist_secret().await;
+                }
             }
             Change::Namespace(name) => {
                 self.metrics.update();
@@ -298,6 +308,7 @@ impl Controller {
         }
         self.core.reset();
         self.write_configuration_state().await;
+        self.ensure_memberlist_secret().await;
         self.active = true;
         self.full_sync().await;
         self.publish_pools().await;
@@ -351,6 +362,32 @@ impl Controller {
             .await
         {
             Ok(()) => self.config_state_written = true,
+            Err(e) => {
+                self.metrics.update_error();
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Creates the membership Secret if it is configured, missing, and this replica
+    /// writes.
+    async fn ensure_memberlist_secret(&mut self) {
+        let Some(name) = self.memberlist_secret.clone() else {
+            return;
+        };
+        if !self.may_write()
+            || self
+                .stores
+                .secrets
+                .state()
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            return;
+        }
+        match self.sink.create_memberlist_secret(&name).await {
+            Ok(true) => tracing::info!("created the membership Secret {name}"),
+            Ok(false) => {}
             Err(e) => {
                 self.metrics.update_error();
                 tracing::warn!("{e}");

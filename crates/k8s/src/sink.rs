@@ -6,8 +6,10 @@ use crate::decision::{EventSpec, ServiceUpdate, annotations_patch, status_patch}
 use ferrolb_allocator::status_ips;
 use ferrolb_model::Problem;
 use ferrolb_model::crd::{ConfigurationState, IPAddressPool, IPAddressPoolStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -37,6 +39,9 @@ pub enum SinkError {
         #[source]
         source: kube::Error,
     },
+    /// No random bytes for a new key.
+    #[error("{0}: reading random bytes: {1}")]
+    Random(String, #[source] std::io::Error),
     /// Every attempt met a conflict.
     #[error("{0}: still conflicting after {STATUS_ATTEMPTS} attempts")]
     Conflict(String),
@@ -200,6 +205,26 @@ impl Sink {
         }
     }
 
+    /// Creates the membership Secret `name` with a random key; one that exists already
+    /// (created meanwhile) is left alone. Returns whether it was created.
+    pub async fn create_memberlist_secret(&self, name: &str) -> Result<bool, SinkError> {
+        let what = || format!("Secret {}/{name}", self.namespace);
+        let mut random = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+            .map_err(|e| SinkError::Random(what(), e))?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secret = memberlist_secret(&self.namespace, name, &random);
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_code(&e, 409) => Ok(false),
+            Err(source) => Err(SinkError::Api {
+                what: what(),
+                source,
+            }),
+        }
+    }
+
     /// Writes a pool's status counts through its status subresource.
     pub async fn write_pool_status(
         &self,
@@ -287,6 +312,52 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// The key of the membership Secret holding the gossip key (as MetalLB's).
+pub const MEMBERLIST_KEY: &str = "secretkey";
+
+/// The membership Secret the controller creates when it is missing: key
+/// [`MEMBERLIST_KEY`] holding the base64 text of 16 random bytes, as MetalLB's
+/// controller writes it (the speakers hash that text into the gossip key).
+pub fn memberlist_secret(namespace: &str, name: &str, random: &[u8; 16]) -> Secret {
+    let text = base64(random);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            [(MEMBERLIST_KEY.to_string(), ByteString(text.into_bytes()))]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The reason of the Warning event published when the configuration is invalid.
@@ -384,6 +455,29 @@ mod tests {
         assert!(
             event_note(&problems[..1]).ends_with("IPAddressPool/p0: spec.addresses: é invalid")
         );
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, output) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), output);
+        }
+    }
+
+    #[test]
+    fn the_memberlist_secret_holds_base64_text() {
+        let secret = memberlist_secret("metallb-system", "memberlist", &[0xff; 16]);
+        let data = secret.data.expect("data");
+        assert_eq!(data[MEMBERLIST_KEY].0, b"/////////////////////w==".to_vec());
+        assert_eq!(secret.metadata.name.as_deref(), Some("memberlist"));
     }
 
     #[test]

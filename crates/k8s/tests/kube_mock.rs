@@ -35,6 +35,7 @@ fn start(client: kube::Client, election: Option<Election>) -> Running {
         namespace: "metallb-system".into(),
         lb_class: None,
         election,
+        memberlist_secret: Some("memberlist".into()),
     };
     let m = metrics.clone();
     let task = tokio::spawn(async move {
@@ -607,5 +608,46 @@ async fn a_pool_created_again_gets_its_status_again() {
         "the same counts, written again"
     );
     assert_eq!(writes[1].body["status"]["assignedIPv4"], 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_membership_secret_is_created_when_missing_only() {
+    let secrets = "/api/v1/namespaces/metallb-system/secrets";
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    let running = start(client, None);
+    let log = fake
+        .wait_for("the Secret created", |log| {
+            log.iter().any(|r| r.method == "POST" && r.path == secrets)
+        })
+        .await;
+    let created = log
+        .iter()
+        .find(|r| r.method == "POST" && r.path == secrets)
+        .unwrap();
+    assert_eq!(created.body["metadata"]["name"], "memberlist");
+    // data is base64 (the API's encoding) of base64 text of 16 bytes: 24 characters.
+    let encoded = created.body["data"]["secretkey"].as_str().unwrap();
+    assert_eq!(encoded.len(), 32, "{encoded}");
+    running.stop().await;
+
+    // With the Secret there, nothing is created.
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    fake.set_items(
+        secrets,
+        vec![json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "memberlist", "namespace": "metallb-system", "resourceVersion": "4"},
+                    "data": {"secretkey": "c2VjcmV0"}})],
+    );
+    let running = start(client, None);
+    let log = fake
+        .wait_for("the ConfigurationState status", |log| {
+            log.iter()
+                .any(|r| r.path.ends_with("configurationstates/controller/status"))
+        })
+        .await;
+    assert!(!log.iter().any(|r| r.method == "POST" && r.path == secrets));
     running.stop().await;
 }
