@@ -347,7 +347,7 @@ impl Demo {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut neighbors = Vec::new();
         for (_, o) in NODES {
-            for addr in [format!("198.51.100.{o}"), format!("2001:db8::{o}")] {
+            for addr in [format!("198.51.100.{o}"), format!("2001:db8::{o:x}")] {
                 let mut n = Neighbor::new(addr.parse().map_err(|_| "address")?, NODE_AS);
                 n.bfd = Some((100, 100));
                 neighbors.push(n);
@@ -382,7 +382,7 @@ impl Demo {
         say("client  198.51.100.10  2001:db8::10   sends the requests");
         for (n, o) in NODES {
             say(&format!(
-                "{n}  198.51.100.{o}  2001:db8::{o}   ferrolb run + HTTP responder, AS 64500"
+                "{n}  198.51.100.{o}  2001:db8::{o:x}    ferrolb run + HTTP responder, AS 64500"
             ));
         }
     }

@@ -307,28 +307,14 @@ mod tests {
     }
 
     fn peer(name: &str, selectors: Vec<Selector>) -> Peer {
-        Peer {
-            name: name.into(),
-            my_asn: 64512,
-            peer_asn: PeerAsn::Fixed(64513),
-            local_asn: None,
-            address: Some("198.51.100.1".parse().unwrap()),
-            interface: None,
-            source_address: None,
-            port: 179,
-            hold_time: None,
-            keepalive_time: None,
-            connect_time: None,
-            router_id: None,
-            node_selectors: selectors,
-            password: None,
-            bfd_profile: None,
-            graceful_restart: false,
-            ebgp_multihop: false,
-            vrf: None,
-            disable_mp: false,
-            dual_stack: false,
-        }
+        let mut p = Peer::new(
+            name,
+            64512,
+            PeerAsn::Fixed(64513),
+            "198.51.100.1".parse().unwrap(),
+        );
+        p.node_selectors = selectors;
+        p
     }
 
     fn selector(k: &str, v: &str) -> Selector {

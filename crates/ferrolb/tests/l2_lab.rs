@@ -3,9 +3,10 @@
 //! (installed by scripts/test) and skip, saying why, without them.
 
 use ferrolb_election::rank_nodes;
+mod common;
+
 use ferrolb_lab::{Lab, available, require};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const NODES: [(&str, u8, &str); 3] = [
@@ -74,10 +75,7 @@ impl Cluster {
     }
 
     fn write(&self, file: &str, text: &str) {
-        // Write then rename, as an editor or a ConfigMap update does.
-        let tmp = self.dir.path().join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.dir.path().join(file)).unwrap();
+        common::write_manifest(self.dir.path(), file, text);
     }
 
     fn remove(&self, file: &str) {
@@ -86,26 +84,7 @@ impl Cluster {
 
     fn start_all(&mut self) {
         for (n, o, _) in NODES {
-            let log: PathBuf = self.dir.path().join(format!(".{n}.log"));
-            let pid = self
-                .lab
-                .spawn(
-                    n,
-                    &[
-                        "env",
-                        "RUST_LOG=info",
-                        env!("CARGO_BIN_EXE_ferrolb"),
-                        "run",
-                        "--manifests",
-                        self.dir.path().to_str().unwrap(),
-                        "--node",
-                        n,
-                        "--metrics-addr",
-                        &format!("198.51.100.{o}:9120"),
-                    ],
-                    Some(&log),
-                )
-                .expect("spawn ferrolb");
+            let pid = common::start_agent(&mut self.lab, n, o, self.dir.path());
             self.pids.insert(n, pid);
         }
     }
@@ -113,11 +92,7 @@ impl Cluster {
     fn logs(&self) -> String {
         NODES
             .iter()
-            .map(|(n, _, _)| {
-                let text = std::fs::read_to_string(self.dir.path().join(format!(".{n}.log")))
-                    .unwrap_or_default();
-                format!("--- {n}\n{text}")
-            })
+            .map(|(n, _, _)| common::agent_log(self.dir.path(), n))
             .collect()
     }
 
@@ -205,15 +180,7 @@ impl Cluster {
 
     /// GET a path from a node's HTTP endpoint, from the client.
     fn http(&self, node: &str, path: &str) -> String {
-        let ip = self.lab.host(node).ipv4;
-        let script = format!(
-            "exec 3<>/dev/tcp/{ip}/9120 && printf 'GET {path} HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3"
-        );
-        let out = self
-            .lab
-            .exec("client", &["bash", "-c", &script])
-            .expect("http");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::http_get(&self.lab, "client", self.lab.host(node).ipv4, path)
     }
 }
 

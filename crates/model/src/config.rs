@@ -198,6 +198,35 @@ pub struct Peer {
     pub dual_stack: bool,
 }
 
+impl Peer {
+    /// A peer at `address` with every optional field unset (port 179, no timers, no
+    /// selectors: every node peers).
+    pub fn new(name: &str, my_asn: u32, peer_asn: PeerAsn, address: IpAddr) -> Peer {
+        Peer {
+            name: name.into(),
+            my_asn,
+            peer_asn,
+            local_asn: None,
+            address: Some(address),
+            interface: None,
+            source_address: None,
+            port: 179,
+            hold_time: None,
+            keepalive_time: None,
+            connect_time: None,
+            router_id: None,
+            node_selectors: Vec::new(),
+            password: None,
+            bfd_profile: None,
+            graceful_restart: false,
+            ebgp_multihop: false,
+            vrf: None,
+            disable_mp: false,
+            dual_stack: false,
+        }
+    }
+}
+
 /// A valid `BFDProfile`, defaults filled in. Intervals are in milliseconds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BfdProfile {

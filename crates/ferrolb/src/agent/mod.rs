@@ -3,16 +3,21 @@
 //! node reaches the same answer), takes part in membership, elects per address with the
 //! shared election, and announces what this node wins.
 
+pub mod bgp;
 pub mod local;
 mod net;
 mod state;
 
+use crate::agent::bgp::settings::{NodeAddresses, peer_settings, route_attributes};
+use crate::agent::bgp::{BgpSpeaker, Wanted, local_towards};
 use crate::agent::local::LocalAddresses;
 use crate::agent::state::{AgentState, Shared};
 use ferrolb_allocator::{Options, ServiceKey, allocate};
-use ferrolb_election::{Assigned, Interfaces, elect_l2};
+use ferrolb_bgp::Family;
+use ferrolb_election::{Assigned, Interfaces, elect_l2, plan_bgp};
 use ferrolb_model::{Config, Snapshot};
 use ferrolb_source::{DirWatch, load_dir};
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -51,6 +56,15 @@ pub struct Args {
     /// How often the manifest directory is checked for changes, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pub poll_ms: u64,
+    /// On shutdown, re-announce every BGP route with the GRACEFUL_SHUTDOWN community
+    /// (RFC 8326) and wait this long (e.g. `5s`) before withdrawing, so routers move
+    /// traffic away first. Default: withdraw at once.
+    #[arg(long, value_parser = parse_duration)]
+    pub bgp_graceful_shutdown: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    ferrolb_model::validate::duration::parse_go_duration(s)
 }
 
 /// The configuration in force: the last valid one read.
@@ -86,6 +100,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let mut members = net::Members::new();
     let mut l2 = net::Announcer::new();
+    let mut speaker = BgpSpeaker::new();
     let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -115,23 +130,36 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
             _ = members.changed() => dirty = true,
+            () = speaker.next_event() => {}
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
         if dirty && let Some(f) = &in_force {
-            let mut owned = recompute(&args, f, &mut previous, &members.live(), &shared);
+            let Computed {
+                mut owned,
+                bgp,
+                bgp_addresses,
+            } = recompute(&args, f, &mut previous, &members.live(), &shared);
             if !members.may_announce() {
                 owned.clear();
             }
             l2.set_owned(owned.clone()).await;
             if !args.no_local_routes {
-                local.sync(&owned.keys().copied().collect()).await;
+                // Accept traffic for what this node announces: the layer 2 addresses it
+                // owns, and the addresses it announces over BGP (routers send it their
+                // share).
+                let mut accept: BTreeSet<IpAddr> = owned.keys().copied().collect();
+                accept.extend(bgp_addresses);
+                local.sync(&accept).await;
             }
+            speaker.apply(bgp).await;
         }
+        speaker.refresh_bfd_stats().await;
         {
             let mut st = shared.lock().expect("state lock");
             st.l2_stats = l2.stats();
             st.membership = members.stats();
+            st.bgp = speaker.reports();
         }
     }
 
@@ -142,6 +170,8 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     l2.set_owned(BTreeMap::new()).await;
     l2.shutdown().await;
+    let limit = args.bgp_graceful_shutdown.unwrap_or_default() + Duration::from_secs(2);
+    speaker.shutdown(limit).await;
     if !args.no_local_routes {
         local.sync(&BTreeSet::new()).await;
     }
@@ -198,14 +228,24 @@ fn reload(args: &Args, in_force: &mut Option<InForce>, shared: &Shared) -> bool 
     }
 }
 
-/// Allocates and elects; returns the addresses this node owns, with their interfaces.
+/// What this node announces.
+struct Computed {
+    /// The addresses it owns in layer 2 mode, with their interfaces.
+    owned: BTreeMap<IpAddr, Interfaces>,
+    /// Its BGP sessions, with their routes.
+    bgp: BTreeMap<String, Wanted>,
+    /// The service addresses it announces over BGP (inside aggregated prefixes too).
+    bgp_addresses: BTreeSet<IpAddr>,
+}
+
+/// Allocates and elects: what this node announces.
 fn recompute(
     args: &Args,
     f: &InForce,
     previous: &mut BTreeMap<ServiceKey, Vec<IpAddr>>,
     live: &Option<BTreeSet<String>>,
     shared: &Shared,
-) -> BTreeMap<IpAddr, Interfaces> {
+) -> Computed {
     let options = Options {
         lb_class: args.lb_class.clone(),
     };
@@ -240,10 +280,64 @@ fn recompute(
         .owned_by(&args.node)
         .map(|(ip, p)| (*ip, p.interfaces.clone()))
         .collect();
+    let bgp_plan = plan_bgp(&f.config, &f.snapshot, &assigned, &args.node);
+    let addresses = NodeAddresses::of(&f.snapshot, &args.node);
+    let mut wanted = BTreeMap::new();
+    let mut bgp_problems = Vec::new();
+    for (name, peer_plan) in &bgp_plan.peers {
+        let Some(peer) = f.config.peers.get(name) else {
+            continue;
+        };
+        let towards = peer.address.and_then(local_towards);
+        match peer_settings(
+            peer,
+            &f.config,
+            &args.node,
+            addresses,
+            towards,
+            args.bgp_graceful_shutdown,
+        ) {
+            Ok(settings) => {
+                // Only the session's address families: an IPv6 prefix is no more pending
+                // on an IPv4-only session than it is announced.
+                let families = &settings.session.families;
+                let routes = peer_plan
+                    .routes
+                    .iter()
+                    .filter(|(prefix, _)| match prefix {
+                        IpNet::V4(_) => families.contains(&Family::IPV4_UNICAST),
+                        IpNet::V6(_) => families.contains(&Family::IPV6_UNICAST),
+                    })
+                    .map(|(prefix, r)| (*prefix, route_attributes(r)))
+                    .collect();
+                wanted.insert(name.clone(), Wanted { settings, routes });
+            }
+            Err(problem) => bgp_problems.push(problem),
+        }
+    }
+    let bgp_services = bgp_plan.peers_of_services();
+    let bgp_addresses: BTreeSet<IpAddr> = outcome
+        .results
+        .iter()
+        .filter(|r| bgp_services.contains_key(r.service.to_string().as_str()))
+        .flat_map(|r| r.ips.iter().copied())
+        .collect();
+    drop(bgp_services);
     let mut st = shared.lock().expect("state lock");
+    if st.bgp_problems != bgp_problems {
+        for p in &bgp_problems {
+            warn!("{p}: no session with this peer");
+        }
+        st.bgp_problems = bgp_problems;
+    }
     st.allocations = outcome.results;
     st.usage = outcome.usage;
     st.plan = plan;
+    st.bgp_plan = bgp_plan;
     st.members = live.clone();
-    owned
+    Computed {
+        owned,
+        bgp: wanted,
+        bgp_addresses,
+    }
 }

@@ -1,8 +1,9 @@
 //! What the agent knows, shared with its HTTP endpoints: metrics and status.
 
+use crate::agent::bgp::PeerReport;
 use crate::metrics::{Exposition, Kind};
 use ferrolb_allocator::{PoolUsage, ServiceResult};
-use ferrolb_election::L2Plan;
+use ferrolb_election::{L2Plan, NodeBgpPlan};
 use ferrolb_l2::L2Stats;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -35,6 +36,12 @@ pub struct AgentState {
     pub l2_stats: L2Stats,
     /// Counters of membership, when it runs.
     pub membership: Option<ferrolb_membership::Stats>,
+    /// What this node announces over BGP.
+    pub bgp_plan: NodeBgpPlan,
+    /// The BGP sessions.
+    pub bgp: Vec<PeerReport>,
+    /// Peers that cannot be served, and why.
+    pub bgp_problems: Vec<String>,
 }
 
 /// One Service in `/status`.
@@ -46,6 +53,20 @@ struct ServiceStatus {
     error: Option<String>,
     /// Owner of each address in layer 2 mode.
     announced_by: Vec<(String, String)>,
+    /// The BGP peers this node announces the Service to.
+    bgp_peers: Vec<String>,
+}
+
+/// One BGP session in `/status`.
+#[derive(Serialize)]
+struct SessionStatus<'a> {
+    name: &'a str,
+    peer: &'a str,
+    state: String,
+    up: bool,
+    announced_prefixes: usize,
+    pending_prefixes: usize,
+    bfd: Option<&'static str>,
 }
 
 /// One pool in `/status`.
@@ -68,6 +89,8 @@ struct Status<'a> {
     members: Option<&'a BTreeSet<String>>,
     pools: Vec<PoolStatus<'a>>,
     services: Vec<ServiceStatus>,
+    bgp_sessions: Vec<SessionStatus<'a>>,
+    bgp_problems: &'a [String],
 }
 
 impl AgentState {
@@ -86,6 +109,7 @@ impl AgentState {
 
     /// The `/status` document.
     pub fn status_json(&self) -> String {
+        let bgp_by_service = self.bgp_plan.peers_of_services();
         let services = self
             .allocations
             .iter()
@@ -104,6 +128,23 @@ impl AgentState {
                             .map(|p| (ip.to_string(), p.owner().to_string()))
                     })
                     .collect(),
+                bgp_peers: bgp_by_service
+                    .get(r.service.to_string().as_str())
+                    .map(|peers| peers.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let bgp_sessions = self
+            .bgp
+            .iter()
+            .map(|p| SessionStatus {
+                name: &p.name,
+                peer: &p.peer,
+                state: format!("{:?}", p.status.state),
+                up: p.status.up,
+                announced_prefixes: p.status.announced,
+                pending_prefixes: p.status.pending,
+                bfd: p.bfd_up.map(|up| if up { "up" } else { "down" }),
             })
             .collect();
         let status = Status {
@@ -124,6 +165,8 @@ impl AgentState {
                 })
                 .collect(),
             services,
+            bgp_sessions,
+            bgp_problems: &self.bgp_problems,
         };
         serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -172,13 +215,178 @@ impl AgentState {
                 );
             }
         }
+        for svc in self.bgp_plan.peers_of_services().into_keys() {
+            for ip in self
+                .allocations
+                .iter()
+                .filter(|r| r.service.to_string() == svc)
+                .flat_map(|r| &r.ips)
+            {
+                let ip = ip.to_string();
+                e.sample(
+                    "metallb_speaker_announced",
+                    &[
+                        ("ip", &ip),
+                        ("node", &self.node),
+                        ("protocol", "bgp"),
+                        ("service", svc),
+                    ],
+                    1.0,
+                );
+            }
+        }
         write_pools(&mut e, &self.usage);
+        write_bgp(&mut e, &self.bgp);
         write_l2(&mut e, &self.l2_stats);
         if let Some(m) = &self.membership {
             write_membership(&mut e, m);
         }
         e.finish()
     }
+}
+
+/// MetalLB's BGP and BFD metrics, per peer (`address:port` for BGP, as MetalLB's
+/// native mode; the address for BFD, as its FRR mode).
+fn write_bgp(e: &mut Exposition, peers: &[PeerReport]) {
+    type Get = fn(&PeerReport) -> f64;
+    let b = |v: bool| if v { 1.0 } else { 0.0 };
+    let families: [(&str, &str, Kind, Get); 12] = [
+        (
+            "metallb_bgp_session_up",
+            "BGP session state (1 is up, 0 is down)",
+            Kind::Gauge,
+            |p| {
+                if p.status.up { 1.0 } else { 0.0 }
+            },
+        ),
+        (
+            "metallb_bgp_updates_total",
+            "Number of BGP UPDATE messages sent",
+            Kind::Counter,
+            |p| p.status.stats.updates_sent as f64,
+        ),
+        (
+            "metallb_bgp_updates_total_received",
+            "Number of BGP UPDATE messages received",
+            Kind::Counter,
+            |p| p.status.stats.updates_received as f64,
+        ),
+        (
+            "metallb_bgp_announced_prefixes_total",
+            "Number of prefixes currently being advertised on the BGP session",
+            Kind::Gauge,
+            |p| p.status.announced as f64,
+        ),
+        (
+            "metallb_bgp_pending_prefixes_total",
+            "Number of prefixes that should be advertised on the BGP session",
+            Kind::Gauge,
+            |p| p.status.pending as f64,
+        ),
+        (
+            "metallb_bgp_opens_sent",
+            "Number of BGP open messages sent",
+            Kind::Counter,
+            |p| p.status.stats.opens_sent as f64,
+        ),
+        (
+            "metallb_bgp_opens_received",
+            "Number of BGP open messages received",
+            Kind::Counter,
+            |p| p.status.stats.opens_received as f64,
+        ),
+        (
+            "metallb_bgp_notifications_sent",
+            "Number of BGP notification messages sent",
+            Kind::Counter,
+            |p| p.status.stats.notifications_sent as f64,
+        ),
+        (
+            "metallb_bgp_keepalives_sent",
+            "Number of BGP keepalive messages sent",
+            Kind::Counter,
+            |p| p.status.stats.keepalives_sent as f64,
+        ),
+        (
+            "metallb_bgp_keepalives_received",
+            "Number of BGP keepalive messages received",
+            Kind::Counter,
+            |p| p.status.stats.keepalives_received as f64,
+        ),
+        (
+            "metallb_bgp_route_refresh_received",
+            "Number of BGP route refresh messages received",
+            Kind::Counter,
+            |p| p.status.stats.route_refreshes_received as f64,
+        ),
+        (
+            "metallb_bgp_total_sent",
+            "Number of BGP messages sent",
+            Kind::Counter,
+            |p| {
+                let s = &p.status.stats;
+                (s.opens_sent + s.updates_sent + s.keepalives_sent + s.notifications_sent) as f64
+            },
+        ),
+    ];
+    for (name, help, kind, get) in families {
+        e.family(name, help, kind);
+        for p in peers {
+            e.sample(name, &[("peer", &p.peer)], get(p));
+        }
+    }
+    type GetBfd = fn(&ferrolb_bfd::SessionStats) -> u64;
+    let bfd: [(&str, &str, GetBfd); 4] = [
+        (
+            "metallb_bfd_control_packet_input",
+            "Number of received BFD control packets",
+            |s| s.control_packets_in,
+        ),
+        (
+            "metallb_bfd_control_packet_output",
+            "Number of sent BFD control packets",
+            |s| s.control_packets_out,
+        ),
+        (
+            "metallb_bfd_session_up_events",
+            "Number of BFD session up events",
+            |s| s.up_events,
+        ),
+        (
+            "metallb_bfd_session_down_events",
+            "Number of BFD session down events",
+            |s| s.down_events,
+        ),
+    ];
+    e.family(
+        "metallb_bfd_session_up",
+        "BFD session state (1 is up, 0 is down)",
+        Kind::Gauge,
+    );
+    for p in peers {
+        if let Some(up) = p.bfd_up {
+            e.sample(
+                "metallb_bfd_session_up",
+                &[("peer", peer_ip(&p.peer))],
+                b(up),
+            );
+        }
+    }
+    for (name, help, get) in bfd {
+        e.family(name, help, Kind::Counter);
+        for p in peers {
+            if let Some(s) = &p.bfd_stats {
+                e.sample(name, &[("peer", peer_ip(&p.peer))], get(s) as f64);
+            }
+        }
+    }
+}
+
+/// The address part of `address:port` (`[v6]:port` too).
+fn peer_ip(peer: &str) -> &str {
+    peer.rsplit_once(':').map_or(peer, |(ip, _)| {
+        ip.trim_start_matches('[').trim_end_matches(']')
+    })
 }
 
 /// MetalLB's layer 2 counters, per address.

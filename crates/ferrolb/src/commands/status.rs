@@ -167,10 +167,20 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
                 .flatten()
                 .map(|pair| format!("{} on {}", text(&pair[0]), text(&pair[1])))
                 .collect();
+            let mut by: Vec<String> = by.into_iter().map(|b| format!("L2 {b}")).collect();
+            let peers: Vec<String> = svc["bgp_peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            if !peers.is_empty() {
+                by.push(format!("BGP to {}", peers.join(", ")));
+            }
             let state = match svc["error"].as_str() {
                 Some(e) => format!("AllocationFailed: {e}"),
                 None if by.is_empty() => "not announced".to_string(),
-                None => by.join(", "),
+                None => by.join("; "),
             };
             let dash = |v: String| if v.is_empty() { "-".to_string() } else { v };
             vec![
@@ -181,10 +191,36 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
             ]
         })
         .collect();
-    out += &table(
-        &["SERVICE", "IPS", "POOL", "ANNOUNCED (layer 2)"],
-        &services,
-    );
+    out += &table(&["SERVICE", "IPS", "POOL", "ANNOUNCED"], &services);
+    let sessions: Vec<Vec<String>> = s["bgp_sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let n = |v: &Value| v.as_u64().unwrap_or(0);
+            vec![
+                text(&p["name"]),
+                text(&p["peer"]),
+                text(&p["state"]),
+                format!(
+                    "{} ({} pending)",
+                    n(&p["announced_prefixes"]),
+                    n(&p["pending_prefixes"])
+                ),
+                p["bfd"].as_str().unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    if !sessions.is_empty() {
+        out += "\n";
+        out += &table(
+            &["BGP PEER", "ADDRESS", "STATE", "PREFIXES", "BFD"],
+            &sessions,
+        );
+    }
+    for p in s["bgp_problems"].as_array().into_iter().flatten() {
+        out += &format!("  no session: {}\n", text(p));
+    }
     out
 }
 
@@ -221,7 +257,10 @@ mod tests {
                 "pools":[{"pool":"lab","assigned_ipv4":1,"available_ipv4":9,"assigned_ipv6":0,"available_ipv6":18446744073709551616}],
                 "services":[
                   {"service":"default/web","ips":["198.51.100.200"],"pool":"lab","error":null,"announced_by":[["198.51.100.200","node-b"]]},
-                  {"service":"default/typo","ips":[],"pool":null,"error":"pool \"x\" does not exist","announced_by":[]}]}"#;
+                  {"service":"default/typo","ips":[],"pool":null,"error":"pool \"x\" does not exist","announced_by":[]},
+                  {"service":"default/bgp","ips":["203.0.113.5"],"pool":"lab","error":null,"announced_by":[],"bgp_peers":["tor"]}],
+                "bgp_sessions":[{"name":"tor","peer":"198.51.100.1:179","state":"Established","up":true,"announced_prefixes":1,"pending_prefixes":0,"bfd":"up"}],
+                "bgp_problems":["BGPPeer/x: spec.vrf: not supported"]}"#;
         let s: Value = serde_json::from_str(body).unwrap();
         let text = render(&s, &pool_rows(body));
         assert!(text.contains("configuration: STALE"), "{text}");
@@ -235,7 +274,19 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("default/web   198.51.100.200  lab   198.51.100.200 on node-b"),
+            text.contains("default/web   198.51.100.200  lab   L2 198.51.100.200 on node-b"),
+            "{text}"
+        );
+        assert!(
+            text.contains("default/bgp   203.0.113.5     lab   BGP to tor"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tor       198.51.100.1:179  Established  1 (0 pending)  up"),
+            "{text}"
+        );
+        assert!(
+            text.contains("no session: BGPPeer/x: spec.vrf: not supported"),
             "{text}"
         );
         assert!(
