@@ -13,6 +13,7 @@
 
 pub mod probe;
 pub mod routers;
+pub mod speakers;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
