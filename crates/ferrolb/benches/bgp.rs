@@ -403,7 +403,8 @@ fn bfd_link_cut(kind: Kind, runs: usize) -> Result<Vec<Duration>, String> {
     }
     let mut out = Vec::new();
     for run in 1..=runs {
-        if let Err(e) = ready(&lab, &mut bird, Duration::from_secs(60)) {
+        // A speaker may back off for a while before it redials after the link comes back.
+        if let Err(e) = ready(&lab, &mut bird, Duration::from_secs(150)) {
             eprintln!("{} link cut, run {run}: not ready: {e}", kind.label());
             break;
         }
