@@ -29,6 +29,9 @@ enum Command {
     Run(agent::Args),
     /// Show what a standalone agent is doing: pools, Services, announcements, members.
     Status(commands::status::Args),
+    /// Run the Kubernetes controller: give LoadBalancer Services addresses, with leader
+    /// election between replicas.
+    Controller(commands::controller::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Allocate(args) => commands::allocate::run(&args, &mut out),
         Command::Run(args) => agent::run(args),
         Command::Status(args) => commands::status::run(&args, &mut out),
+        Command::Controller(args) => commands::controller::run_controller(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod allocate;
 pub mod check;
+pub mod controller;
 pub mod crds;
 pub mod status;
 
