@@ -4,6 +4,9 @@
 //!
 //! Each router imports what its neighbours announce and installs it in its host's kernel
 //! table (BIRD and FRR; GoBGP keeps routes in its RIB only), with ECMP across neighbours.
+//! A neighbour in the router's own AS is internal (iBGP). Tests read a route's paths from
+//! the router's RIB ([`Router::rib`]: next hop, AS path, LOCAL_PREF, communities), ask for
+//! a route refresh ([`Router::refresh_in`]) and restart the daemons ([`Router::restart`]).
 //! Pitfalls handled (see shared/reference/lab-notes.md): BIRD's slow default retry
 //! timers, eBGP filters and `merge paths`; FRR's per-daemon paths and
 //! `no bgp ebgp-requires-policy`; ICMP redirects off on the router.
@@ -77,6 +80,23 @@ pub struct Router {
     dir: PathBuf,
     /// The daemons' process IDs (the lab kills them when dropped).
     pub pids: Vec<u32>,
+    spec: RouterSpec,
+}
+
+/// One path of a route in a router's BGP table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RibPath {
+    /// Its next hop.
+    pub next_hop: Option<IpAddr>,
+    /// The AS numbers of its AS_PATH, in order (empty for a route from an internal peer
+    /// that originated it).
+    pub as_path: Vec<u32>,
+    /// LOCAL_PREF, when the router shows one (internal routes).
+    pub local_pref: Option<u32>,
+    /// Standard communities as `asn:value`.
+    pub communities: Vec<String>,
+    /// Large communities as `global:local1:local2`.
+    pub large_communities: Vec<String>,
 }
 
 impl Router {
@@ -105,13 +125,136 @@ impl Router {
             host: host.into(),
             dir: dir.into(),
             pids: Vec::new(),
+            spec: spec.clone(),
         };
-        match kind {
-            RouterKind::Bird => r.start_bird(lab, spec)?,
-            RouterKind::Frr => r.start_frr(lab, spec)?,
-            RouterKind::Gobgp => r.start_gobgp(lab, spec)?,
-        }
+        r.launch(lab)?;
         Ok(r)
+    }
+
+    fn launch(&mut self, lab: &mut Lab) -> Result<(), LabError> {
+        let spec = self.spec.clone();
+        match self.kind {
+            RouterKind::Bird => self.start_bird(lab, &spec),
+            RouterKind::Frr => self.start_frr(lab, &spec),
+            RouterKind::Gobgp => self.start_gobgp(lab, &spec),
+        }
+    }
+
+    /// Kills the router's daemons (SIGKILL: the kernel closes their TCP sessions, so peers
+    /// see the connections drop) and starts them again with the same settings. The
+    /// router's BGP table starts empty.
+    pub fn restart(&mut self, lab: &mut Lab) -> Result<(), LabError> {
+        for pid in std::mem::take(&mut self.pids) {
+            lab.kill(pid);
+        }
+        // Control sockets and pid files of the killed daemons.
+        for name in ["bird.ctl", "bird.pid", "zserv.api", "bfdd.sock"] {
+            let _ = std::fs::remove_file(self.dir.join(name));
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("vty")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        self.launch(lab)
+    }
+
+    /// Asks the router to re-import what `neighbor` announced: BIRD `reload in`, FRR
+    /// `clear bgp ... soft in`, GoBGP `softresetin`. A router without a copy of what it
+    /// received sends the neighbour a ROUTE-REFRESH (RFC 2918).
+    pub fn refresh_in(&self, lab: &Lab, neighbor: IpAddr) -> Result<(), LabError> {
+        match self.kind {
+            RouterKind::Bird => {
+                let i = self
+                    .spec
+                    .neighbors
+                    .iter()
+                    .position(|n| n.address == neighbor)
+                    .ok_or_else(|| LabError::Invalid(format!("no neighbour {neighbor}")))?;
+                lab.exec_ok(
+                    &self.host,
+                    &[
+                        "birdc",
+                        "-s",
+                        &self.file("bird.ctl"),
+                        "reload",
+                        "in",
+                        &format!("peer{i}"),
+                    ],
+                )?;
+            }
+            RouterKind::Frr => {
+                let family = if neighbor.is_ipv4() { "ipv4" } else { "ipv6" };
+                self.vtysh(
+                    lab,
+                    &format!("clear bgp {family} unicast {neighbor} soft in"),
+                )?;
+            }
+            RouterKind::Gobgp => {
+                lab.exec_ok(
+                    &self.host,
+                    &["gobgp", "neighbor", &neighbor.to_string(), "softresetin"],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn vtysh(&self, lab: &Lab, command: &str) -> Result<String, LabError> {
+        let out = lab.exec_ok(
+            &self.host,
+            &["vtysh", "--vty_socket", &self.file("vty"), "-c", command],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The router's own view of `prefix` (for failure messages): BIRD `show route ...
+    /// all`, FRR `show bgp ... json`, GoBGP `global rib ... -j`.
+    pub fn rib_text(&self, lab: &Lab, prefix: &str) -> String {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let out = match self.kind {
+            RouterKind::Bird => lab.exec(
+                &self.host,
+                &[
+                    "birdc",
+                    "-s",
+                    &self.file("bird.ctl"),
+                    "show",
+                    "route",
+                    prefix,
+                    "all",
+                ],
+            ),
+            RouterKind::Frr => lab.exec(
+                &self.host,
+                &[
+                    "vtysh",
+                    "--vty_socket",
+                    &self.file("vty"),
+                    "-c",
+                    &format!("show bgp {family} unicast {prefix} json"),
+                ],
+            ),
+            RouterKind::Gobgp => lab.exec(
+                &self.host,
+                &["gobgp", "global", "rib", "-a", family, prefix, "-j"],
+            ),
+        };
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The paths to `prefix` (exactly) in the router's BGP table: one per neighbour that
+    /// announced it; empty when it has none.
+    pub fn rib(&self, lab: &Lab, prefix: &str) -> Vec<RibPath> {
+        let text = self.rib_text(lab, prefix);
+        let mut paths = match self.kind {
+            RouterKind::Bird => parse_bird_routes(&text),
+            RouterKind::Frr => parse_frr_json(&text),
+            RouterKind::Gobgp => parse_gobgp_json(&text, prefix),
+        };
+        paths.sort_by_key(|p| p.next_hop);
+        paths
     }
 
     fn file(&self, name: &str) -> String {
@@ -414,7 +557,10 @@ impl Router {
                     && block.contains("Established")
             }),
             RouterKind::Frr => text.contains("BGP state = Established"),
-            RouterKind::Gobgp => text.contains("BGP state:") && text.contains("established"),
+            // `BGP state = ESTABLISHED, up for ...` (the case differs between versions).
+            RouterKind::Gobgp => text
+                .lines()
+                .any(|l| l.contains("BGP state") && l.to_lowercase().contains("established")),
         }
     }
 
@@ -456,5 +602,197 @@ impl Router {
         hops.sort();
         hops.dedup();
         hops
+    }
+}
+
+/// Paths in `birdc show route <prefix> all`: each starts at a line with `unicast [`
+/// (the first also names the prefix), followed by tab-indented `via` and attribute lines.
+fn parse_bird_routes(text: &str) -> Vec<RibPath> {
+    let mut paths: Vec<RibPath> = Vec::new();
+    for line in text.lines() {
+        if line.contains("unicast [") {
+            paths.push(RibPath::default());
+            continue;
+        }
+        let Some(path) = paths.last_mut() else {
+            continue;
+        };
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("via ") {
+            path.next_hop = rest.split_whitespace().next().and_then(|w| w.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("BGP.as_path:") {
+            path.as_path = rest
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+        } else if let Some(rest) = line.strip_prefix("BGP.local_pref:") {
+            path.local_pref = rest.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("BGP.community:") {
+            path.communities = bird_tuples(rest);
+        } else if let Some(rest) = line.strip_prefix("BGP.large_community:") {
+            path.large_communities = bird_tuples(rest);
+        }
+    }
+    paths
+}
+
+/// `(64512,7) (65535,1)` → `["64512:7", "65535:1"]`; `(1, 2, 3)` → `["1:2:3"]`.
+fn bird_tuples(text: &str) -> Vec<String> {
+    text.split(')')
+        .filter_map(|t| t.split_once('(').map(|(_, inner)| inner))
+        .map(|inner| {
+            inner
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect()
+}
+
+fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Paths in FRR's `show bgp <afi> unicast <prefix> json`.
+fn parse_frr_json(text: &str) -> Vec<RibPath> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(paths) = v["paths"].as_array() else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .map(|p| RibPath {
+            next_hop: p["nexthops"][0]["ip"].as_str().and_then(|s| s.parse().ok()),
+            as_path: p["aspath"]["string"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect(),
+            local_pref: p["locPrf"].as_u64().and_then(|n| u32::try_from(n).ok()),
+            communities: json_strings(&p["community"]["list"]),
+            large_communities: json_strings(&p["largeCommunity"]["list"]),
+        })
+        .collect()
+}
+
+/// Paths in GoBGP's `gobgp global rib -a <afi> <prefix> -j` (attributes by type code).
+fn parse_gobgp_json(text: &str, prefix: &str) -> Vec<RibPath> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(paths) = v[prefix].as_array() else {
+        return Vec::new();
+    };
+    let num = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    paths
+        .iter()
+        .map(|p| {
+            let mut path = RibPath::default();
+            for a in p["attrs"].as_array().into_iter().flatten() {
+                match a["type"].as_u64() {
+                    Some(2) => {
+                        path.as_path = a["as_paths"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|seg| seg["asns"].as_array().cloned().unwrap_or_default())
+                            .filter_map(|n| num(&n))
+                            .collect();
+                    }
+                    Some(3 | 14) => {
+                        path.next_hop = a["nexthop"].as_str().and_then(|s| s.parse().ok());
+                    }
+                    Some(5) => path.local_pref = num(&a["value"]),
+                    Some(8) => {
+                        path.communities = a["communities"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(num)
+                            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                            .collect();
+                    }
+                    Some(32) => {
+                        path.large_communities = a["value"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|l| {
+                                format!(
+                                    "{}:{}:{}",
+                                    num(&l["ASN"]).unwrap_or_default(),
+                                    num(&l["LocalData1"]).unwrap_or_default(),
+                                    num(&l["LocalData2"]).unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                    }
+                    _ => {}
+                }
+            }
+            path
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bird_route_with_two_paths() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n\
+203.0.113.1/32       unicast [peer0 08:10:13.226] * (100) [i]\n\
+\tvia 198.51.100.10 on eth0\n\tType: BGP univ\n\tBGP.origin: IGP\n\tBGP.as_path: \n\
+\tBGP.next_hop: 198.51.100.10\n\tBGP.local_pref: 250\n\
+\tBGP.community: (64512,7) (65535,1)\n\tBGP.large_community: (64512, 1, 2)\n\
+                     unicast [peer1 08:10:14.000] (100) [AS64512i]\n\
+\tvia 198.51.100.11 on eth0\n\tBGP.as_path: 64512\n";
+        let paths = parse_bird_routes(text);
+        assert_eq!(paths.len(), 2);
+        assert_eq!(paths[0].next_hop, Some("198.51.100.10".parse().unwrap()));
+        assert!(paths[0].as_path.is_empty());
+        assert_eq!(paths[0].local_pref, Some(250));
+        assert_eq!(paths[0].communities, ["64512:7", "65535:1"]);
+        assert_eq!(paths[0].large_communities, ["64512:1:2"]);
+        assert_eq!(paths[1].as_path, [64512]);
+        assert_eq!(paths[1].next_hop, Some("198.51.100.11".parse().unwrap()));
+    }
+
+    #[test]
+    fn frr_and_gobgp_json() {
+        let frr = r#"{"prefix":"203.0.113.1/32","paths":[{"aspath":{"string":"Local","segments":[],"length":0},
+            "locPrf":250,"community":{"string":"64512:7","list":["64512:7"]},
+            "largeCommunity":{"string":"64512:1:2","list":["64512:1:2"]},
+            "nexthops":[{"ip":"198.51.100.10","afi":"ipv4"}]},
+            {"aspath":{"string":"64512"},"nexthops":[{"ip":"198.51.100.11"}]}]}"#;
+        let p = parse_frr_json(frr);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].local_pref, Some(250));
+        assert!(p[0].as_path.is_empty());
+        assert_eq!(p[0].communities, ["64512:7"]);
+        assert_eq!(p[0].large_communities, ["64512:1:2"]);
+        assert_eq!(p[1].as_path, [64512]);
+        let gobgp = r#"{"203.0.113.1/32":[{"attrs":[{"type":1,"value":0},{"type":2,"as_paths":[]},
+            {"type":3,"nexthop":"198.51.100.10"},{"type":5,"value":250},
+            {"type":8,"communities":[4227858439]},
+            {"type":32,"value":[{"ASN":64512,"LocalData1":1,"LocalData2":2}]}]}]}"#;
+        let p = parse_gobgp_json(gobgp, "203.0.113.1/32");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].next_hop, Some("198.51.100.10".parse().unwrap()));
+        assert_eq!(p[0].local_pref, Some(250));
+        assert_eq!(p[0].communities, ["64512:7"]);
+        assert_eq!(p[0].large_communities, ["64512:1:2"]);
+        assert!(parse_gobgp_json("{}", "203.0.113.1/32").is_empty());
     }
 }
