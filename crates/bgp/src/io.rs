@@ -481,12 +481,18 @@ mod tests {
     }
 
     /// A listener on loopback with `key` for 127.0.0.1 (MD5), or none.
-    fn md5_listener(key: Option<&[u8]>) -> tokio::net::TcpListener {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        if let Some(key) = key {
-            socket::set_md5_key(&socket, "127.0.0.1".parse().unwrap(), key).unwrap();
+    /// A listener on loopback (`ip`) with `key` for that address (MD5), or none.
+    fn md5_listener(ip: std::net::IpAddr, key: Option<&[u8]>) -> tokio::net::TcpListener {
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
         }
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        .unwrap();
+        if let Some(key) = key {
+            socket::set_md5_key(&socket, ip, key).unwrap();
+        }
+        socket.bind(SocketAddr::new(ip, 0)).unwrap();
         socket.listen(8).unwrap()
     }
 
@@ -500,11 +506,12 @@ mod tests {
     /// Dial a listener with `dial_key`; the listener side accepts whatever arrives.
     /// Returns whether the dialer reached Established within `within`.
     async fn md5_session(
+        ip: &str,
         listen_key: Option<&[u8]>,
         dial_key: Option<&[u8]>,
         within: Duration,
     ) -> bool {
-        let listener = md5_listener(listen_key);
+        let listener = md5_listener(ip.parse().unwrap(), listen_key);
         let addr = listener.local_addr().unwrap();
         let (ca, cb) = configs();
         let options = ConnectionOptions {
@@ -530,16 +537,28 @@ mod tests {
 
     #[tokio::test]
     async fn md5_session_comes_up_with_the_right_key_only() {
+        for ip in ["127.0.0.1", "::1"] {
+            if ip == "::1" && std::net::TcpListener::bind("[::1]:0").is_err() {
+                eprintln!("skipping the IPv6 case: no ::1 here");
+                continue;
+            }
+            assert!(
+                md5_session(
+                    ip,
+                    Some(b"s3cret"),
+                    Some(b"s3cret"),
+                    Duration::from_secs(10)
+                )
+                .await,
+                "{ip}: same key: up"
+            );
+            assert!(
+                !md5_session(ip, Some(b"s3cret"), Some(b"wrong"), Duration::from_secs(3)).await,
+                "{ip}: wrong key: not up"
+            );
+        }
         assert!(
-            md5_session(Some(b"s3cret"), Some(b"s3cret"), Duration::from_secs(10)).await,
-            "same key: up"
-        );
-        assert!(
-            !md5_session(Some(b"s3cret"), Some(b"wrong"), Duration::from_secs(3)).await,
-            "wrong key: not up"
-        );
-        assert!(
-            !md5_session(Some(b"s3cret"), None, Duration::from_secs(3)).await,
+            !md5_session("127.0.0.1", Some(b"s3cret"), None, Duration::from_secs(3)).await,
             "no key towards a keyed listener: not up"
         );
     }

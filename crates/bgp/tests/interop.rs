@@ -793,3 +793,63 @@ fn listener_takes_the_routers_connections() {
         assert!(s.up, "{name}: {s:?}");
     }
 }
+
+#[test]
+fn dual_stack_listener_keys_ipv4_and_ipv6_peers() {
+    if !available() {
+        return;
+    }
+    let mut lab = Lab::new("bgpds").unwrap();
+    let a = lab.add_host("node-a", 10).unwrap();
+    let b = lab.add_host("node-b", 11).unwrap();
+    // A listens on [::]:179 (IPv4 peers arrive IPv4-mapped; their MD5 key is filed as an
+    // IPv4 key) and dials too; B only dials, so A adopts B's connections.
+    let sa = Speaker::start(&a);
+    sa.listen();
+    sa.set_routes(vec![(net("203.0.113.20/32"), RouteAttributes::default())]);
+    let sb = Speaker::start(&b);
+    let key = |k: &str| ConnectionOptions {
+        md5_key: Some(k.as_bytes().to_vec()),
+        ttl: Some(255),
+        ..ConnectionOptions::default()
+    };
+    sa.add(
+        "b4",
+        sa.config(PeerAs::Internal, 9),
+        IpAddr::V4(b.ipv4),
+        key("key-four"),
+    );
+    sa.add(
+        "b6",
+        sa.config(PeerAs::Internal, 9),
+        IpAddr::V6(b.ipv6),
+        key("key-six"),
+    );
+    sb.add(
+        "a4",
+        sb.config(PeerAs::Internal, 9),
+        IpAddr::V4(a.ipv4),
+        key("key-four"),
+    );
+    sb.add(
+        "a6",
+        sb.config(PeerAs::Internal, 9),
+        IpAddr::V6(a.ipv6),
+        key("key-six"),
+    );
+    let ok = eventually(Duration::from_secs(30), || {
+        let (x, y) = (sa.status(), sb.status());
+        // The IPv4 route goes over the IPv4 session only (no IPv4 next hop on the other).
+        x.len() == 2
+            && x.values().all(|s| s.up)
+            && y.len() == 2
+            && y.values().all(|s| s.up)
+            && y.get("a4").is_some_and(|s| s.stats.updates_received >= 1)
+    });
+    assert!(
+        ok,
+        "both families up with MD5 through the listener: {:?}\n{:?}",
+        sa.status(),
+        sb.status()
+    );
+}
