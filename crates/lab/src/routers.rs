@@ -650,7 +650,7 @@ fn bird_tuples(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn json_strings(v: &serde_json::Value) -> Vec<String> {
+fn json_strings(v: &json::Json) -> Vec<String> {
     v.as_array()
         .map(|a| {
             a.iter()
@@ -662,7 +662,7 @@ fn json_strings(v: &serde_json::Value) -> Vec<String> {
 
 /// Paths in FRR's `show bgp <afi> unicast <prefix> json`.
 fn parse_frr_json(text: &str) -> Vec<RibPath> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+    let Ok(v) = json::parse(text) else {
         return Vec::new();
     };
     let Some(paths) = v["paths"].as_array() else {
@@ -687,13 +687,13 @@ fn parse_frr_json(text: &str) -> Vec<RibPath> {
 
 /// Paths in GoBGP's `gobgp global rib -a <afi> <prefix> -j` (attributes by type code).
 fn parse_gobgp_json(text: &str, prefix: &str) -> Vec<RibPath> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+    let Ok(v) = json::parse(text) else {
         return Vec::new();
     };
     let Some(paths) = v[prefix].as_array() else {
         return Vec::new();
     };
-    let num = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    let num = |v: &json::Json| v.as_u64().and_then(|n| u32::try_from(n).ok());
     paths
         .iter()
         .map(|p| {
@@ -745,6 +745,210 @@ fn parse_gobgp_json(text: &str, prefix: &str) -> Vec<RibPath> {
         .collect()
 }
 
+/// A small JSON reader for the routers' `json` outputs (the lab needs no more).
+mod json {
+    use std::collections::BTreeMap;
+
+    /// A JSON value; indexing a missing key or position gives `Null`.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Json {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(BTreeMap<String, Json>),
+    }
+
+    static NULL: Json = Json::Null;
+
+    impl Json {
+        pub fn as_array(&self) -> Option<&Vec<Json>> {
+            match self {
+                Json::Arr(a) => Some(a),
+                _ => None,
+            }
+        }
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Json::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+        pub fn as_u64(&self) -> Option<u64> {
+            match self {
+                // Integral, in range: the cast is exact.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Json::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n < 1.8e19 => Some(*n as u64),
+                _ => None,
+            }
+        }
+    }
+
+    impl std::ops::Index<&str> for Json {
+        type Output = Json;
+        fn index(&self, key: &str) -> &Json {
+            match self {
+                Json::Obj(m) => m.get(key).unwrap_or(&NULL),
+                _ => &NULL,
+            }
+        }
+    }
+
+    impl std::ops::Index<usize> for Json {
+        type Output = Json;
+        fn index(&self, i: usize) -> &Json {
+            match self {
+                Json::Arr(a) => a.get(i).unwrap_or(&NULL),
+                _ => &NULL,
+            }
+        }
+    }
+
+    /// Parses a whole document; `Err` on anything malformed.
+    pub fn parse(text: &str) -> Result<Json, ()> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value(0)?;
+        p.ws();
+        if p.i == p.s.len() { Ok(v) } else { Err(()) }
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+                self.i += 1;
+            }
+        }
+        fn eat(&mut self, c: u8) -> bool {
+            self.ws();
+            if self.s.get(self.i) == Some(&c) {
+                self.i += 1;
+                true
+            } else {
+                false
+            }
+        }
+        fn word(&mut self, w: &str, v: Json) -> Result<Json, ()> {
+            if self.s[self.i..].starts_with(w.as_bytes()) {
+                self.i += w.len();
+                Ok(v)
+            } else {
+                Err(())
+            }
+        }
+        fn value(&mut self, depth: usize) -> Result<Json, ()> {
+            if depth > 64 {
+                return Err(());
+            }
+            self.ws();
+            match self.s.get(self.i).ok_or(())? {
+                b'{' => {
+                    self.i += 1;
+                    let mut m = BTreeMap::new();
+                    if self.eat(b'}') {
+                        return Ok(Json::Obj(m));
+                    }
+                    loop {
+                        self.ws();
+                        let k = self.string()?;
+                        if !self.eat(b':') {
+                            return Err(());
+                        }
+                        m.insert(k, self.value(depth + 1)?);
+                        if self.eat(b'}') {
+                            return Ok(Json::Obj(m));
+                        }
+                        if !self.eat(b',') {
+                            return Err(());
+                        }
+                    }
+                }
+                b'[' => {
+                    self.i += 1;
+                    let mut a = Vec::new();
+                    if self.eat(b']') {
+                        return Ok(Json::Arr(a));
+                    }
+                    loop {
+                        a.push(self.value(depth + 1)?);
+                        if self.eat(b']') {
+                            return Ok(Json::Arr(a));
+                        }
+                        if !self.eat(b',') {
+                            return Err(());
+                        }
+                    }
+                }
+                b'"' => self.string().map(Json::Str),
+                b't' => self.word("true", Json::Bool(true)),
+                b'f' => self.word("false", Json::Bool(false)),
+                b'n' => self.word("null", Json::Null),
+                _ => {
+                    let start = self.i;
+                    while self
+                        .s
+                        .get(self.i)
+                        .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
+                    {
+                        self.i += 1;
+                    }
+                    std::str::from_utf8(&self.s[start..self.i])
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .map(Json::Num)
+                        .ok_or(())
+                }
+            }
+        }
+        fn string(&mut self) -> Result<String, ()> {
+            if self.s.get(self.i) != Some(&b'"') {
+                return Err(());
+            }
+            self.i += 1;
+            let mut out = Vec::new();
+            loop {
+                let c = *self.s.get(self.i).ok_or(())?;
+                self.i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).map_err(|_| ()),
+                    b'\\' => {
+                        let e = *self.s.get(self.i).ok_or(())?;
+                        self.i += 1;
+                        let ch = match e {
+                            b'n' => '\n',
+                            b't' => '\t',
+                            b'r' => '\r',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'u' => {
+                                let hex = self.s.get(self.i..self.i + 4).ok_or(())?;
+                                self.i += 4;
+                                let code = std::str::from_utf8(hex)
+                                    .ok()
+                                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                    .ok_or(())?;
+                                char::from_u32(code).unwrap_or('\u{fffd}')
+                            }
+                            other => char::from(other),
+                        };
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    }
+                    _ => out.push(c),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,5 +998,31 @@ mod tests {
         assert_eq!(p[0].communities, ["64512:7"]);
         assert_eq!(p[0].large_communities, ["64512:1:2"]);
         assert!(parse_gobgp_json("{}", "203.0.113.1/32").is_empty());
+        assert!(parse_frr_json("% Network not in table").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::json::{Json, parse};
+
+    #[test]
+    fn reads_what_the_routers_print() {
+        let v =
+            parse(r#" {"a": [1, 2.5, -3e2, true, false, null], "s": "x\"\\\u00e9\n", "o": {}} "#)
+                .unwrap();
+        assert_eq!(v["a"][0].as_u64(), Some(1));
+        assert_eq!(v["a"][1], Json::Num(2.5));
+        assert_eq!(v["a"][2], Json::Num(-300.0));
+        assert_eq!(v["a"][3], Json::Bool(true));
+        assert_eq!(v["a"][5], Json::Null);
+        assert_eq!(v["s"].as_str(), Some("x\"\\\u{e9}\n"));
+        assert_eq!(v["o"]["missing"][3], Json::Null);
+        assert_eq!(v["a"][1].as_u64(), None);
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "\"open", "tru", "[1] 2"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse(&deep).is_err());
     }
 }
