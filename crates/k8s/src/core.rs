@@ -150,8 +150,9 @@ impl Core {
         let request = match request {
             Ok(r) => r,
             Err(error) => {
+                // A request that cannot be read is not helped by freed addresses: it
+                // waits for the Service to change, not in `pending`.
                 self.remove(&key);
-                self.pending.insert(key);
                 let cleared = (!status.is_empty()).then(|| error.clone());
                 return Outcome::Failed { error, cleared };
             }
@@ -187,7 +188,11 @@ impl Core {
             }
             Err(error) => {
                 self.holding.remove(&key);
-                self.pending.insert(key);
+                if freed_addresses_may_help(&error) {
+                    self.pending.insert(key);
+                } else {
+                    self.pending.remove(&key);
+                }
                 Outcome::Failed { error, cleared }
             }
         }
@@ -273,6 +278,17 @@ impl Core {
             })
             .collect()
     }
+}
+
+/// Whether an address freed elsewhere may end this failure (the others wait for the
+/// Service or the configuration to change, which reconcile it anyway).
+fn freed_addresses_may_help(error: &AllocationError) -> bool {
+    matches!(
+        error,
+        AllocationError::NoAvailableIps
+            | AllocationError::NoAvailableIpsInPool(_)
+            | AllocationError::IpInUse { .. }
+    )
 }
 
 /// The order of a full pass: Services showing addresses first, then by creation time

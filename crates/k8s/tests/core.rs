@@ -174,3 +174,31 @@ fn without_any_valid_configuration_nothing_is_decided() {
     assert_eq!(core.reconcile(&a, None), Outcome::NoConfig);
     assert!(decide(&a, &Outcome::NoConfig, false).is_empty());
 }
+
+#[test]
+fn only_failures_that_freed_addresses_can_end_are_retried() {
+    let mut core = core_with(vec![pool("tiny", &["192.0.2.1/32"])]);
+    let a = service("a", "2024-01-01T00:00:00Z", &[]);
+    let mut foreign = service("foreign", "2024-01-02T00:00:00Z", &[]);
+    foreign.metadata.annotations = Some(
+        [(
+            "metallb.io/loadBalancerIPs".to_string(),
+            "198.51.100.1".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let full = service("full", "2024-01-03T00:00:00Z", &[]);
+    assert_eq!(ips(&core.reconcile(&a, None)), vec!["192.0.2.1"]);
+    assert!(matches!(
+        core.reconcile(&foreign, None),
+        Outcome::Failed { .. }
+    ));
+    assert!(matches!(
+        core.reconcile(&full, None),
+        Outcome::Failed { .. }
+    ));
+    core.remove(&key("a"));
+    // The address outside every pool stays unserved whatever is freed.
+    assert_eq!(core.take_retries(), vec![key("full")]);
+}
