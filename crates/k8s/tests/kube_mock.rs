@@ -651,3 +651,85 @@ async fn the_membership_secret_is_created_when_missing_only() {
     assert!(!log.iter().any(|r| r.method == "POST" && r.path == secrets));
     running.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_lease_is_taken_stops_writing() {
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    // We hold the Lease (and renew it) until it is "taken": then every read shows
+    // another holder, renewing.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let reads_after = Arc::new(AtomicUsize::new(0));
+    let (t, n) = (taken.clone(), reads_after.clone());
+    fake.route(move |r| {
+        if r.path != LEASE {
+            return None;
+        }
+        match r.method.as_str() {
+            "GET" if t.load(Ordering::SeqCst) == 0 => {
+                Some(Reply::Json(200, lease("replica-b", "50")))
+            }
+            "GET" => {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                Some(Reply::Json(
+                    200,
+                    lease("replica-c", &format!("{}", 100 + i)),
+                ))
+            }
+            "PUT" => {
+                let mut body = r.body.clone();
+                body["metadata"]["resourceVersion"] = json!("50");
+                Some(Reply::Json(200, body))
+            }
+            _ => None,
+        }
+    });
+    let election = Election {
+        lease_name: "ferrolb-controller".into(),
+        identity: "replica-b".into(),
+        timings: LeaseTimings::default(),
+    };
+    let running = start(client, Some(election));
+    fake.wait_for("the first write as leader and the Services watch", |log| {
+        !patches_of(log, WEB_STATUS).is_empty()
+            && log.iter().any(|r| r.path == SERVICES && r.is_watch())
+    })
+    .await;
+    assert!(running.metrics.snapshot().leader);
+    taken.store(1, Ordering::SeqCst);
+    // Five reads of the other holder's Lease: 10 s of simulated time, past the 7 s
+    // renew deadline.
+    fake.wait_for("reads of the taken Lease", |_| {
+        reads_after.load(Ordering::SeqCst) >= 5
+    })
+    .await;
+    assert!(!running.metrics.snapshot().leader, "stepped down");
+    let before = running.metrics.snapshot().updates;
+    fake.push(
+        SERVICES,
+        json!({"type": "ADDED",
+               "object": service("shop", "api", "9", "2024-03-01T00:00:00Z", &[])}),
+    );
+    for _ in 0..200 {
+        if running.metrics.snapshot().updates > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        running.metrics.snapshot().updates > before,
+        "the event was seen"
+    );
+    // Time for a write to reach the server, had one been made.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let log = fake.log();
+    assert!(
+        patches_of(&log, "/api/v1/namespaces/shop/services/api/status").is_empty(),
+        "a replica that does not lead writes nothing"
+    );
+    running.stop().await;
+}
