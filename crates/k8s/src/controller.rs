@@ -13,6 +13,8 @@
 //! - A relist (after 410 Gone or a broken watch) of Services forgets those that
 //!   disappeared meanwhile and reconciles the others (writing only what differs).
 //! - Losing leadership stops every write at once and drops the core's state.
+//! - The `ConfigurationState` is written when the result changes, at the start of a
+//!   term, and again when someone deletes it.
 
 use crate::core::{ConfigChange, Core, Labels};
 use crate::decision::{Outcome, decide};
@@ -260,6 +262,14 @@ impl Controller {
                 }
             }
             _ if !self.synced => self.metrics.update(),
+            Change::ConfigurationStateDeleted => {
+                self.metrics.update();
+                tracing::info!("the ConfigurationState was deleted: writing it again");
+                self.config_state_written = false;
+                if self.active {
+                    self.write_configuration_state().await;
+                }
+            }
             Change::Config(kind) => {
                 self.metrics.update();
                 self.config_changed().await;

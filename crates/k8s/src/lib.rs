@@ -57,8 +57,9 @@
 //!
 //! Services, Namespaces, Nodes: list, watch (cluster). Services: patch; services/status:
 //! patch. `events.k8s.io` events: create, patch. In its namespace: Secrets and every
-//! `metallb.io` kind: list, watch; ipaddresspools/status: patch; configurationstates
-//! and configurationstates/status: get, create, patch; `coordination.k8s.io` leases:
+//! `metallb.io` kind: list, watch; ipaddresspools/status: patch; configurationstates:
+//! list, watch, create, patch; configurationstates/status: patch; Secrets: create (the
+//! membership Secret); `coordination.k8s.io` leases:
 //! get, create, update.
 
 #![warn(missing_docs)]

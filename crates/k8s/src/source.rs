@@ -15,10 +15,11 @@
 //! compares what it holds with the store (deletions missed during the gap are found
 //! that way).
 
+use crate::sink::CONFIGURATION_STATE_NAME;
 use ferrolb_allocator::ServiceKey;
 use ferrolb_model::crd::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, IPAddressPoolStatus,
-    L2Advertisement, fill_optional_spec,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, ConfigurationState, IPAddressPool,
+    IPAddressPoolStatus, L2Advertisement, fill_optional_spec,
 };
 use ferrolb_model::{Problem, Snapshot};
 use futures::stream::{BoxStream, SelectAll};
@@ -59,6 +60,9 @@ pub enum Change {
     /// An object the configuration is made of changed (metallb.io kinds, Nodes,
     /// Secrets).
     Config(&'static str),
+    /// The controller's `ConfigurationState` was deleted (by someone else): it is
+    /// written again.
+    ConfigurationStateDeleted,
     /// A (re)list of the kind completed: its store now holds exactly what the API
     /// server listed.
     Listed(&'static str),
@@ -164,6 +168,34 @@ pub fn watch_all(client: Client, namespace: &str) -> (Stores, impl Stream<Item =
     let bgp_peers = dynamic(ApiResource::erase::<BGPPeer>(&()), "BGPPeer");
     let communities = dynamic(ApiResource::erase::<Community>(&()), "Community");
     let bfd_profiles = dynamic(ApiResource::erase::<BFDProfile>(&()), "BFDProfile");
+    // The controller's ConfigurationState, only to notice its deletion (no store, and
+    // not among the kinds that must list before the controller starts: it may be
+    // missing until the controller writes it).
+    let states = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<ConfigurationState>(&()),
+    );
+    streams.push(
+        watcher(
+            states,
+            config
+                .clone()
+                .fields(&format!("metadata.name={CONFIGURATION_STATE_NAME}")),
+        )
+        .default_backoff()
+        .filter_map(|event| {
+            ready(match event {
+                Ok(watcher::Event::Delete(_)) => Some(Change::ConfigurationStateDeleted),
+                Ok(_) => None,
+                Err(e) => Some(Change::WatchError {
+                    kind: "ConfigurationState",
+                    error: e.to_string(),
+                }),
+            })
+        })
+        .boxed(),
+    );
     let stores = Stores {
         services,
         namespaces,

@@ -733,3 +733,42 @@ async fn a_leader_whose_lease_is_taken_stops_writing() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_configuration_state_is_written_again() {
+    let states = "/apis/metallb.io/v1beta1/namespaces/metallb-system/configurationstates";
+    let state = format!("{states}/controller");
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    let running = start(client, None);
+    let log = fake
+        .wait_for("the first ConfigurationState and its watch", |log| {
+            !patches_of(log, &format!("{state}/status")).is_empty()
+                && log.iter().any(|r| r.path == states && r.is_watch())
+        })
+        .await;
+    let watch = log
+        .iter()
+        .find(|r| r.path == states && r.is_watch())
+        .unwrap();
+    assert!(
+        watch
+            .query
+            .contains("fieldSelector=metadata.name%3Dcontroller"),
+        "{}",
+        watch.query
+    );
+    fake.push(
+        states,
+        json!({"type": "DELETED", "object": {
+            "apiVersion": "metallb.io/v1beta1", "kind": "ConfigurationState",
+            "metadata": {"name": "controller", "namespace": "metallb-system", "resourceVersion": "12"}}}),
+    );
+    let log = fake
+        .wait_for("the ConfigurationState written again", |log| {
+            patches_of(log, &format!("{state}/status")).len() >= 2
+        })
+        .await;
+    assert_eq!(patches_of(&log, &state).len(), 2, "applied again");
+    running.stop().await;
+}

@@ -273,6 +273,7 @@ fn is_collection(path: &str) -> bool {
         "bgppeers",
         "communities",
         "bfdprofiles",
+        "configurationstates",
     ];
     path.rsplit('/')
         .next()
