@@ -838,4 +838,52 @@ mod tests {
             b.join().await;
         }
     }
+
+    /// A plain loopback listener whose packets leave with `ttl`, and whether a dial with
+    /// GTSM (minimum TTL 255) reaches Established through it within `within`.
+    async fn gtsm_session(ttl: Option<u32>, within: Duration) -> bool {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(ttl) = ttl {
+            socket2::SockRef::from(&socket).set_ttl_v4(ttl).unwrap();
+        }
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ca, cb) = configs();
+        let a = spawn_with(
+            Session::new(ca).unwrap(),
+            addr,
+            ConnectionOptions {
+                ttl: Some(255),
+                min_ttl: Some(255),
+                ..ConnectionOptions::default()
+            },
+        )
+        .unwrap();
+        let accept = tokio::spawn(async move {
+            let mut passive = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                passive.push(spawn_accepted(Session::new(cb.clone()).unwrap(), stream));
+            }
+        });
+        let mut status = a.watch_status();
+        let up = tokio::time::timeout(within, status.wait_for(|s| s.up))
+            .await
+            .is_ok();
+        accept.abort();
+        a.stop();
+        up
+    }
+
+    #[tokio::test]
+    async fn gtsm_drops_a_peer_whose_packets_arrive_with_a_lower_ttl() {
+        assert!(
+            gtsm_session(Some(255), Duration::from_secs(10)).await,
+            "peer sending with TTL 255: up"
+        );
+        assert!(
+            !gtsm_session(None, Duration::from_secs(3)).await,
+            "peer sending with the default TTL (64): its packets are dropped"
+        );
+    }
 }

@@ -204,6 +204,7 @@ enum Cmd {
         reply: mpsc::Sender<Result<(), String>>,
     },
     Routes(Vec<(ipnet::IpNet, RouteAttributes)>),
+    PeerLost(String),
     Status(mpsc::Sender<BTreeMap<String, PeerStatus>>),
     Stop,
 }
@@ -262,6 +263,11 @@ impl Speaker {
                                     h.set_routes(routes.clone());
                                 }
                             }
+                            Cmd::PeerLost(name) => {
+                                if let Some(h) = peers.get(&name) {
+                                    h.peer_lost();
+                                }
+                            }
                             Cmd::Status(reply) => {
                                 let _ = reply.send(
                                     peers.iter().map(|(n, h)| (n.clone(), h.status())).collect(),
@@ -318,6 +324,11 @@ impl Speaker {
 
     fn set_routes(&self, routes: Vec<(ipnet::IpNet, RouteAttributes)>) {
         let _ = self.tx.send(Cmd::Routes(routes));
+    }
+
+    /// As BFD does when the peer goes down.
+    fn peer_lost(&self, name: &str) {
+        let _ = self.tx.send(Cmd::PeerLost(name.into()));
     }
 
     fn status(&self) -> BTreeMap<String, PeerStatus> {
@@ -587,7 +598,7 @@ fn ecmp_from_two_speakers_then_withdraw() {
 }
 
 #[test]
-fn route_refresh_is_answered_and_router_restarts_are_survived() {
+fn route_refresh_peer_lost_and_router_restarts() {
     if !routers_available() {
         return;
     }
@@ -608,7 +619,7 @@ fn route_refresh_is_answered_and_router_restarts_are_survived() {
     for (name, o, _) in KINDS {
         speaker.add(
             name,
-            speaker.config(PeerAs::Fixed(64500 + u32::from(o)), 9),
+            speaker.config(PeerAs::Fixed(64500 + u32::from(o)), 90),
             router_ip(o),
             ConnectionOptions::default(),
         );
@@ -655,6 +666,32 @@ fn route_refresh_is_answered_and_router_restarts_are_survived() {
         eventually(Duration::from_secs(10), || has_route(&lab, gobgp)),
         "GoBGP keeps the route after a soft reset"
     );
+
+    // The peer declared lost (BFD down): the session is dropped at once, without waiting
+    // for the hold timer (90 s here), and comes back by itself with the route.
+    for r in &routers {
+        let before = speaker.status()[&r.host].stats.established_transitions;
+        speaker.peer_lost(&r.host);
+        // The retry wait (at least 0.75 s) leaves time to see the PeerLost close; later
+        // attempts may close for other reasons before one succeeds.
+        let mut seen_lost = false;
+        let back = eventually(Duration::from_secs(30), || {
+            let s = &speaker.status()[&r.host];
+            seen_lost |= s.last_close == Some(ferrolb_bgp::CloseReason::PeerLost);
+            seen_lost && s.stats.established_transitions > before && s.up
+        });
+        assert!(
+            back,
+            "{:?}: dropped and re-established: {:?}",
+            r.kind,
+            speaker.status()[&r.host]
+        );
+        assert!(
+            eventually(Duration::from_secs(20), || has_route(&lab, r)),
+            "{:?}: the route is back",
+            r.kind
+        );
+    }
 
     // Kill and restart each router: we reconnect and the route comes back.
     for r in &mut routers {

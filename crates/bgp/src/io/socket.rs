@@ -251,3 +251,45 @@ fn setsockopt<T>(
         Err(std::io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ttl_and_hop_limit_are_set_on_the_socket() {
+        let options = ConnectionOptions {
+            ttl: Some(1),
+            source: Some("127.0.0.1".parse().unwrap()),
+            ..ConnectionOptions::default()
+        };
+        let socket = new_socket("127.0.0.1".parse().unwrap()).unwrap();
+        options
+            .apply(&socket, "127.0.0.1".parse().unwrap())
+            .unwrap();
+        assert_eq!(SockRef::from(&socket).ttl_v4().unwrap(), 1);
+        assert_eq!(socket.local_addr().unwrap().ip().to_string(), "127.0.0.1");
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let options = ConnectionOptions {
+                ttl: Some(255),
+                ..ConnectionOptions::default()
+            };
+            let socket = new_socket("::1".parse().unwrap()).unwrap();
+            options.apply(&socket, "::1".parse().unwrap()).unwrap();
+            assert_eq!(SockRef::from(&socket).unicast_hops_v6().unwrap(), 255);
+        }
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_output() {
+        let options = ConnectionOptions {
+            md5_key: Some(b"hunter2".to_vec()),
+            ..ConnectionOptions::default()
+        };
+        let text = format!("{options:?}");
+        assert!(
+            !text.contains("hunter2") && text.contains("redacted"),
+            "{text}"
+        );
+    }
+}
