@@ -15,7 +15,13 @@
 //!
 //! `tests/interop.rs` runs the speaker in a lab namespace against BIRD 2, FRR 8 and GoBGP 3
 //! (IPv4 and IPv6 sessions): they install our routes with our address as next hop and
-//! remove withdrawn ones.
+//! remove withdrawn ones; iBGP with TCP-MD5 (a wrong password never comes up) shows an
+//! empty AS_PATH, our LOCAL_PREF, communities and large communities in their RIBs; two
+//! speakers give one ECMP route with two next hops, and withdrawing narrows it; BIRD's and
+//! FRR's route refresh is answered; [`io::PeerHandle::peer_lost`] drops a session at once
+//! and it comes back; restarted routers get the routes again; a link cut with a 3 s hold
+//! time withdraws and recovers; a listener takes the routers' own connections
+//! (collisions resolved). Run them as root with `cargo nextest run -p ferrolb-bgp`.
 //!
 //! Beyond MetalLB's native speaker (see `shared/reference/metallb-behaviour.md`): IPv6
 //! unicast in MP_REACH_NLRI/MP_UNREACH_NLRI, large communities, the graceful restart
