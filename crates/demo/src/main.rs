@@ -33,6 +33,9 @@ struct Cli {
     /// The manifests the nodes run.
     #[arg(long, default_value = "examples")]
     manifests: PathBuf,
+    /// Keep the nodes' and the router's logs (their folder is printed).
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(Subcommand)]
@@ -57,7 +60,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Respond { node, port }) => respond(&node, port),
-        None => Demo::run(&cli.ferrolb, &cli.manifests),
+        None => Demo::run(&cli.ferrolb, &cli.manifests, cli.keep_logs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -132,6 +135,7 @@ struct Demo {
     router: Router,
     ferrolb: PathBuf,
     dir: PathBuf,
+    keep_logs: bool,
     started: Instant,
 }
 
@@ -146,7 +150,7 @@ fn say(text: &str) {
 /// Waits until `done` holds, printing the seconds elapsed; Err after `timeout`.
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), String> {
     let start = Instant::now();
-    let mut last = 0;
+    let mut shown = None;
     loop {
         if done() {
             println!(
@@ -160,10 +164,10 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Re
             return Err(format!("{what}: still not done after {timeout:?}"));
         }
         let secs = start.elapsed().as_secs();
-        if secs != last || last == 0 {
+        if shown != Some(secs) {
             print!("\r      {what} ... {secs} s ");
             let _ = std::io::stdout().flush();
-            last = secs.max(1);
+            shown = Some(secs);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -178,7 +182,7 @@ fn lab_err(e: ferrolb_lab::LabError) -> String {
 }
 
 impl Demo {
-    fn run(ferrolb: &Path, manifests: &Path) -> Result<(), String> {
+    fn run(ferrolb: &Path, manifests: &Path, keep_logs: bool) -> Result<(), String> {
         if !ferrolb_lab::available() {
             return Err("run it as root (`sudo ./scripts/demo`)".into());
         }
@@ -201,7 +205,7 @@ impl Demo {
         );
 
         step(1, "Building the lab");
-        let mut demo = Demo::build(ferrolb)?;
+        let mut demo = Demo::build(ferrolb, keep_logs)?;
         demo.show_network();
 
         step(2, "Checking the manifests (`ferrolb check`)");
@@ -294,7 +298,7 @@ impl Demo {
         Ok(())
     }
 
-    fn build(ferrolb: PathBuf) -> Result<Demo, String> {
+    fn build(ferrolb: PathBuf, keep_logs: bool) -> Result<Demo, String> {
         let started = Instant::now();
         let mut lab = Lab::new("demo").map_err(lab_err)?;
         lab.add_host("router", 1).map_err(lab_err)?;
@@ -373,6 +377,7 @@ impl Demo {
             router,
             ferrolb,
             dir,
+            keep_logs,
             started,
         })
     }
@@ -533,7 +538,9 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         // The lab's own Drop stops the processes and removes the namespaces.
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_logs {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

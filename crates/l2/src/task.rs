@@ -99,6 +99,7 @@ enum Command {
         BTreeMap<IpAddr, Interfaces>,
         oneshot::Sender<AnnounceStatus>,
     ),
+    Reannounce,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -173,6 +174,14 @@ impl L2Handle {
             .send(Command::SetOwned(owned, tx))
             .map_err(|_| L2Error::Stopped)?;
         rx.await.map_err(|_| L2Error::Stopped)
+    }
+
+    /// Sends a new gratuitous burst for every owned address, as on a takeover. For when
+    /// another node may have announced one of them meanwhile (a partition that healed:
+    /// the clients' caches may point at the other node), while this one owned it all
+    /// along.
+    pub fn reannounce(&self) {
+        let _ = self.commands.send(Command::Reannounce);
     }
 
     /// Where each owned address is announced, as of the last change or rescan.
@@ -251,6 +260,10 @@ impl Runner {
                         self.apply();
                         self.send_gratuitous().await;
                         let _ = reply.send(lock(&self.shared).status.clone());
+                    }
+                    Some(Command::Reannounce) => {
+                        self.reannounce();
+                        self.send_gratuitous().await;
                     }
                     Some(Command::Shutdown(reply)) => {
                         // Refuse further commands before answering, so the caller sees
@@ -447,6 +460,18 @@ impl Runner {
         shared.status = status;
         drop(shared);
         self.applied = target;
+    }
+
+    /// Schedules a gratuitous burst for every address announced now.
+    fn reannounce(&mut self) {
+        let now = Instant::now();
+        let mut shared = lock(&self.shared);
+        for (ifindex, (info, ips)) in &self.applied {
+            for ip in ips {
+                info!(%ip, interface = %info.name, "announcing again");
+                shared.gratuitous.announce(*ifindex, info.mac, *ip, now);
+            }
+        }
     }
 
     /// Sends the gratuitous frames that are due.

@@ -101,6 +101,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut members = net::Members::new();
     let mut l2 = net::Announcer::new();
     let mut speaker = BgpSpeaker::new();
+    let mut last_live: Option<BTreeSet<String>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -144,6 +145,16 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 owned.clear();
             }
             l2.set_owned(owned.clone()).await;
+            // A member (re)joined: after a partition it may have announced addresses
+            // this node owned all along, and clients may still send to it. Tell them
+            // again.
+            let live = members.live();
+            if let (Some(before), Some(now)) = (&last_live, &live)
+                && now.difference(before).next().is_some()
+            {
+                l2.reannounce();
+            }
+            last_live = live;
             if !args.no_local_routes {
                 // Accept traffic for what this node announces: the layer 2 addresses it
                 // owns, and the addresses it announces over BGP (routers send it their

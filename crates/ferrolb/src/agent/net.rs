@@ -270,6 +270,11 @@ impl Announcer {
         self.handle.stats()
     }
 
+    /// Announces every owned address again (see [`L2Handle::reannounce`]).
+    pub fn reannounce(&self) {
+        self.handle.reannounce();
+    }
+
     /// Stops answering and releases the sockets.
     pub async fn shutdown(&mut self) {
         self.handle.shutdown().await;
