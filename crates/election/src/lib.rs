@@ -11,11 +11,13 @@
 
 #![warn(missing_docs)]
 
+pub mod announced;
 pub mod bgp;
 pub mod endpoints;
 pub mod l2;
 mod rank;
 
+pub use announced::Announced;
 pub use bgp::{BgpSkip, NodeBgpPlan, PeerPlan, Route, plan_bgp};
 pub use endpoints::Endpoints;
 pub use l2::{Assigned, Interfaces, IpPlan, L2Plan, Skip, elect_l2};

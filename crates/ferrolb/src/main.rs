@@ -32,6 +32,9 @@ enum Command {
     /// Run the Kubernetes controller: give LoadBalancer Services addresses, with leader
     /// election between replicas.
     Controller(commands::controller::Args),
+    /// Run the Kubernetes speaker on this node: announce the addresses the controller
+    /// assigned (layer 2 and BGP), write ServiceL2Status / ServiceBGPStatus.
+    Speaker(commands::speaker::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Run(args) => agent::run(args),
         Command::Status(args) => commands::status::run(&args, &mut out),
         Command::Controller(args) => commands::controller::run_controller(args),
+        Command::Speaker(args) => commands::speaker::run_speaker(args),
     };
     match result {
         Ok(code) => code,

@@ -71,6 +71,7 @@ pub mod lease;
 pub mod metrics;
 pub mod sink;
 pub mod source;
+pub mod speaker;
 
 /// A client from the environment: in a pod its service account, else `KUBECONFIG` or
 /// `~/.kube/config`.

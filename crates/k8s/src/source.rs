@@ -104,7 +104,10 @@ type Changes = SelectAll<BoxStream<'static, Change>>;
 
 /// Starts nothing by itself: returns the stores and the merged stream of changes that
 /// drives every watch (poll it to keep the stores current).
-pub fn watch_all(client: Client, namespace: &str) -> (Stores, impl Stream<Item = Change> + Send) {
+pub fn watch_all(
+    client: Client,
+    namespace: &str,
+) -> (Stores, impl Stream<Item = Change> + Send + use<>) {
     let mut streams: Changes = SelectAll::new();
     let config = watcher::Config::default();
     let (services, s) = typed(
@@ -219,7 +222,7 @@ fn config_change<K>(kind: &'static str) -> impl Fn(&watcher::Event<K>) -> Option
 }
 
 /// A typed reflector: its store and its changes.
-fn typed<K>(
+pub(crate) fn typed<K>(
     api: Api<K>,
     config: watcher::Config,
     kind: &'static str,

@@ -1,22 +1,30 @@
-//! The standalone node agent (`ferrolb run`): everything one node needs, without
-//! Kubernetes. It reads the manifest directory, allocates with the shared allocator (every
-//! node reaches the same answer), takes part in membership, elects per address with the
-//! shared election, and announces what this node wins.
+//! The node agent: everything one node needs to announce addresses. [`run_node`] is the
+//! core both front doors share: it takes configuration snapshots from a source, takes
+//! part in membership, elects per address with the shared election, plans BGP, and
+//! announces what this node wins (layer 2 and BGP).
+//!
+//! - `ferrolb run` (standalone, [`run`]): the source is a manifest directory, and every
+//!   node allocates with the shared allocator (reaching the same answer as the others).
+//! - `ferrolb speaker` (Kubernetes): the source is the API server, and the addresses are
+//!   those the controller wrote in the Services' status ([`AssignmentSource::ServiceStatus`]).
 
 pub mod bgp;
 pub mod local;
 mod net;
+mod source;
 mod state;
 
 use crate::agent::bgp::settings::{NodeAddresses, peer_settings, route_attributes};
 use crate::agent::bgp::{BgpSpeaker, Wanted, local_towards};
 use crate::agent::local::LocalAddresses;
 use crate::agent::state::{AgentState, Shared};
-use ferrolb_allocator::{Options, ServiceKey, allocate};
+use ferrolb_allocator::{
+    Options, Outcome, ServiceKey, ServiceResult, allocate, is_ours, status_ips,
+};
 use ferrolb_bgp::Family;
-use ferrolb_election::{Assigned, Interfaces, elect_l2, plan_bgp};
-use ferrolb_model::{Config, Snapshot};
-use ferrolb_source::{DirWatch, load_dir};
+use ferrolb_election::{Announced, Assigned, Interfaces, elect_l2, plan_bgp};
+use ferrolb_model::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_model::{Config, Problem, Snapshot};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +33,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 /// Arguments of `ferrolb run`.
@@ -67,21 +76,89 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     ferrolb_model::validate::duration::parse_go_duration(s)
 }
 
+/// What the node core needs besides its inputs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This node's name (a Node object of the snapshots).
+    pub node: String,
+    /// Serve /metrics, /healthz, /readyz and /status on this address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// UDP port of the membership protocol.
+    pub gossip_port: u16,
+    /// Membership timing profile.
+    pub membership_profile: String,
+    /// Make the kernel accept the announced addresses with local routes (standalone).
+    pub local_routes: bool,
+    /// Handle only Services of this loadBalancerClass.
+    pub lb_class: Option<String>,
+    /// Graceful-shutdown period of BGP sessions.
+    pub bgp_graceful_shutdown: Option<Duration>,
+    /// Where the Services' addresses come from.
+    pub assignments: AssignmentSource,
+}
+
+/// Where the Services' addresses come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignmentSource {
+    /// Allocate them here, with the shared allocator (standalone: every node reaches the
+    /// same answer).
+    Allocate,
+    /// Read them from `status.loadBalancer.ingress` (Kubernetes: the controller
+    /// allocates), the pool from the `metallb.io/ip-allocated-from-pool` annotation or
+    /// else the pool that contains them.
+    ServiceStatus,
+}
+
+/// What a source tells the node core.
+#[derive(Debug)]
+pub enum Input {
+    /// The objects as read now, with the problems of those that could not be read.
+    Read {
+        /// The objects.
+        snapshot: Box<Snapshot>,
+        /// Objects that did not decode.
+        problems: Vec<Problem>,
+    },
+    /// The source cannot be read (the configuration in force stays).
+    Unreadable(String),
+}
+
 /// The configuration in force: the last valid one read.
 struct InForce {
     snapshot: Snapshot,
     config: Config,
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
+/// Runs the standalone agent until SIGTERM or SIGINT.
 pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(args))
+    crate::commands::block_on(async move {
+        let (tx, rx) = mpsc::channel(4);
+        let dir = args.manifests.clone();
+        let poll = Duration::from_millis(args.poll_ms.max(10));
+        tokio::spawn(source::watch_dir(dir, poll, tx));
+        let options = NodeOptions {
+            node: args.node,
+            metrics_addr: args.metrics_addr,
+            gossip_port: args.gossip_port,
+            membership_profile: args.membership_profile,
+            local_routes: !args.no_local_routes,
+            lb_class: args.lb_class,
+            bgp_graceful_shutdown: args.bgp_graceful_shutdown,
+            assignments: AssignmentSource::Allocate,
+        };
+        run_node(options, rx, None).await
+    })
 }
 
-async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+/// The node core: runs until SIGTERM or SIGINT (or until `inputs` closes), then hands
+/// over (membership leave, layer 2 release, BGP withdraw and Cease). `announced`, when
+/// given, is kept up to date with what this node announces.
+pub async fn run_node(
+    options: NodeOptions,
+    mut inputs: mpsc::Receiver<Input>,
+    announced: Option<watch::Sender<Announced>>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let args = &options;
     let shared: Shared = Arc::new(std::sync::Mutex::new(AgentState::new(&args.node)));
     if let Some(addr) = args.metrics_addr {
         net::serve(addr, shared.clone()).await?;
@@ -89,12 +166,10 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
 
-    let mut watch = DirWatch::new(&args.manifests);
-    let mut unreadable = false;
     let mut in_force: Option<InForce> = None;
     let mut previous: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
     let mut local = LocalAddresses::default();
-    if !args.no_local_routes {
+    if args.local_routes {
         LocalAddresses::strict_arp();
         LocalAddresses::flush_stale().await;
     }
@@ -102,32 +177,29 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut l2 = net::Announcer::new();
     let mut speaker = BgpSpeaker::new();
     let mut last_live: Option<BTreeSet<String>> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(10)));
+    // Membership settles with time, not only with inputs.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let mut dirty = false;
         tokio::select! {
-            _ = tick.tick() => {
-                match watch.changed() {
-                    Ok(changed) => {
-                        // Readable again: re-read even if unchanged, to clear the stale flag.
-                        if changed || unreadable {
-                            dirty |= reload(&args, &mut in_force, &shared);
-                        }
-                        unreadable = false;
-                    }
-                    Err(e) => {
-                        // Said once, not every tick; the last good configuration stays.
-                        if !unreadable {
-                            warn!("reading {}: {e}: keeping the configuration in force", args.manifests.display());
-                            unreadable = true;
-                        }
-                        shared.lock().expect("state lock").config_stale = true;
+            input = inputs.recv() => match input {
+                Some(Input::Read { snapshot, problems }) => {
+                    dirty |= apply_input(*snapshot, problems, &mut in_force, &shared);
+                    if let Some(f) = &in_force {
+                        dirty |= members.ensure_started(args, &f.snapshot).await;
                     }
                 }
+                Some(Input::Unreadable(e)) => {
+                    warn!("{e}: keeping the configuration in force");
+                    shared.lock().expect("state lock").config_stale = true;
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
                 if let Some(f) = &in_force {
-                    dirty |= members.ensure_started(&args, &f.snapshot).await;
+                    dirty |= members.ensure_started(args, &f.snapshot).await;
                 }
             }
             _ = members.changed() => dirty = true,
@@ -140,9 +212,11 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 mut owned,
                 bgp,
                 bgp_addresses,
-            } = recompute(&args, f, &mut previous, &members.live(), &shared);
+                mut announcements,
+            } = recompute(args, f, &mut previous, &members.live(), &shared);
             if !members.may_announce() {
                 owned.clear();
+                announcements.l2.clear();
             }
             l2.set_owned(owned.clone()).await;
             // A member (re)joined: after a partition it may have announced addresses
@@ -155,7 +229,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 l2.reannounce();
             }
             last_live = live;
-            if !args.no_local_routes {
+            if args.local_routes {
                 // Accept traffic for what this node announces: the layer 2 addresses it
                 // owns, and the addresses it announces over BGP (routers send it their
                 // share).
@@ -164,6 +238,13 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 local.sync(&accept).await;
             }
             speaker.apply(bgp).await;
+            if let Some(tx) = &announced {
+                tx.send_if_modified(|a| {
+                    let changed = *a != announcements;
+                    *a = announcements;
+                    changed
+                });
+            }
         }
         speaker.refresh_bfd_stats().await;
         {
@@ -183,27 +264,26 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     l2.shutdown().await;
     let limit = args.bgp_graceful_shutdown.unwrap_or_default() + Duration::from_secs(2);
     speaker.shutdown(limit).await;
-    if !args.no_local_routes {
+    if args.local_routes {
         local.sync(&BTreeSet::new()).await;
+    }
+    if let Some(tx) = &announced {
+        tx.send_replace(Announced::default());
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the directory. A valid configuration replaces the one in force; an invalid one
-/// is logged with `check`'s lines and the last good one stays. Returns whether the
-/// configuration in force changed.
-fn reload(args: &Args, in_force: &mut Option<InForce>, shared: &Shared) -> bool {
-    let loaded = match load_dir(&args.manifests) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("reading manifests: {e}");
-            shared.lock().expect("state lock").config_stale = true;
-            return false;
-        }
-    };
-    let mut problems = loaded.problems;
-    let config = match ferrolb_model::validate(&loaded.snapshot) {
+/// A new read of the source. A valid configuration replaces the one in force; an
+/// invalid one is logged with `check`'s lines and the last good one stays. Returns
+/// whether the configuration in force changed.
+fn apply_input(
+    snapshot: Snapshot,
+    mut problems: Vec<Problem>,
+    in_force: &mut Option<InForce>,
+    shared: &Shared,
+) -> bool {
+    let config = match ferrolb_model::validate(&snapshot) {
         Ok(c) if problems.is_empty() => Some(c),
         Ok(_) => None,
         Err(more) => {
@@ -214,14 +294,13 @@ fn reload(args: &Args, in_force: &mut Option<InForce>, shared: &Shared) -> bool 
     let mut st = shared.lock().expect("state lock");
     match config {
         Some(config) => {
-            info!(files = loaded.files, "configuration loaded");
+            if in_force.as_ref().is_none_or(|f| f.config != config) || st.config_stale {
+                info!("configuration loaded");
+            }
             st.config_loaded = true;
             st.config_stale = false;
             st.problems.clear();
-            *in_force = Some(InForce {
-                snapshot: loaded.snapshot,
-                config,
-            });
+            *in_force = Some(InForce { snapshot, config });
             true
         }
         None => {
@@ -247,11 +326,13 @@ struct Computed {
     bgp: BTreeMap<String, Wanted>,
     /// The service addresses it announces over BGP (inside aggregated prefixes too).
     bgp_addresses: BTreeSet<IpAddr>,
+    /// The Services it announces, for status sinks.
+    announcements: Announced,
 }
 
 /// Allocates and elects: what this node announces.
 fn recompute(
-    args: &Args,
+    args: &NodeOptions,
     f: &InForce,
     previous: &mut BTreeMap<ServiceKey, Vec<IpAddr>>,
     live: &Option<BTreeSet<String>>,
@@ -260,7 +341,10 @@ fn recompute(
     let options = Options {
         lb_class: args.lb_class.clone(),
     };
-    let outcome = allocate(&f.config, &f.snapshot, &options, previous);
+    let outcome = match args.assignments {
+        AssignmentSource::Allocate => allocate(&f.config, &f.snapshot, &options, previous),
+        AssignmentSource::ServiceStatus => from_status(&f.config, &f.snapshot, &options),
+    };
     *previous = outcome
         .results
         .iter()
@@ -333,7 +417,26 @@ fn recompute(
         .filter(|r| bgp_services.contains_key(r.service.to_string().as_str()))
         .flat_map(|r| r.ips.iter().copied())
         .collect();
-    drop(bgp_services);
+    let mut announcements = Announced::default();
+    for (svc, peers) in bgp_services {
+        announcements.bgp.insert(
+            svc.to_string(),
+            peers.into_iter().map(str::to_string).collect(),
+        );
+    }
+    for (_, p) in plan.owned_by(&args.node) {
+        let interfaces = match &p.interfaces {
+            Interfaces::All => BTreeSet::new(),
+            Interfaces::Named(names) => names.clone(),
+        };
+        for svc in &p.services {
+            announcements
+                .l2
+                .entry(svc.clone())
+                .or_default()
+                .extend(interfaces.iter().cloned());
+        }
+    }
     let mut st = shared.lock().expect("state lock");
     if st.bgp_problems != bgp_problems {
         for p in &bgp_problems {
@@ -350,5 +453,44 @@ fn recompute(
         owned,
         bgp: wanted,
         bgp_addresses,
+        announcements,
     }
+}
+
+/// The addresses the controller wrote in the Services' status (Kubernetes), as an
+/// allocation outcome: the pool is the `metallb.io/ip-allocated-from-pool` annotation's,
+/// else the pool containing the first address; Services whose addresses are in no pool
+/// are left out (nothing to announce them with).
+fn from_status(config: &Config, snapshot: &Snapshot, options: &Options) -> Outcome {
+    let mut outcome = Outcome::default();
+    for svc in &snapshot.services {
+        if !is_ours(svc, options) {
+            continue;
+        }
+        let (ips, warnings) = status_ips(svc);
+        let Some(first) = ips.first() else { continue };
+        let annotated = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(IP_ALLOCATED_FROM_POOL))
+            .filter(|p| config.pools.contains_key(p.as_str()))
+            .cloned();
+        let pool = annotated.or_else(|| {
+            config
+                .pools
+                .values()
+                .find(|p| p.cidrs.iter().any(|c| c.contains(first)))
+                .map(|p| p.name.clone())
+        });
+        let Some(pool) = pool else { continue };
+        outcome.results.push(ServiceResult {
+            service: ServiceKey::of(svc),
+            ips,
+            pool: Some(pool),
+            error: None,
+            warnings,
+        });
+    }
+    outcome
 }

@@ -1,7 +1,7 @@
 //! The agent's connections to the outside: its HTTP endpoints, membership and the layer 2
 //! announcer.
 
-use crate::agent::Args;
+use crate::agent::NodeOptions;
 use crate::agent::state::Shared;
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -90,7 +90,7 @@ impl Members {
 
     /// Starts membership once this node's address is known, and keeps the seeds in step
     /// with the Node objects. Returns whether what [`Members::live`] returns changed.
-    pub async fn ensure_started(&mut self, args: &Args, snapshot: &Snapshot) -> bool {
+    pub async fn ensure_started(&mut self, args: &NodeOptions, snapshot: &Snapshot) -> bool {
         let addresses = node_addresses(snapshot, args.gossip_port);
         let Some(own) = addresses.get(&args.node).copied() else {
             if !self.warned {

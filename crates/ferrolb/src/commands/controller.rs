@@ -44,10 +44,7 @@ pub struct Args {
 
 /// Runs the controller until SIGTERM or SIGINT.
 pub fn run_controller(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(args))
+    super::block_on(run_async(args))
 }
 
 async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {

@@ -4,6 +4,7 @@ pub mod allocate;
 pub mod check;
 pub mod controller;
 pub mod crds;
+pub mod speaker;
 pub mod status;
 
 use crate::embedded::EXAMPLES;
@@ -38,6 +39,18 @@ pub fn load_valid(dir: Option<&Path>) -> Result<Result<Valid, Vec<Problem>>, Sou
             Ok(Err(problems))
         }
     }
+}
+
+/// Runs a long-lived command on a single-threaded tokio runtime (the agent, the
+/// controller and the speaker are I/O-bound; one thread keeps them small).
+pub fn block_on<F>(future: F) -> Result<std::process::ExitCode, Box<dyn std::error::Error>>
+where
+    F: Future<Output = Result<std::process::ExitCode, Box<dyn std::error::Error>>>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 /// Writes one line per problem.

@@ -274,6 +274,9 @@ fn is_collection(path: &str) -> bool {
         "communities",
         "bfdprofiles",
         "configurationstates",
+        "servicel2statuses",
+        "servicebgpstatuses",
+        "endpointslices",
     ];
     path.rsplit('/')
         .next()
