@@ -494,3 +494,84 @@ fn from_status(config: &Config, snapshot: &Snapshot, options: &Options) -> Outco
     }
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_source::load_documents;
+
+    const YAML: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: a}
+spec: {addresses: [192.0.2.0/28]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: b}
+spec: {addresses: [198.51.100.0/28]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: annotated, namespace: x, annotations: {metallb.io/ip-allocated-from-pool: b}}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.3}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: contained, namespace: x}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 192.0.2.4}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere, namespace: x}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pending, namespace: x}
+spec: {type: LoadBalancer}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other-class, namespace: x}
+spec: {type: LoadBalancer, loadBalancerClass: other}
+status: {loadBalancer: {ingress: [{ip: 192.0.2.5}]}}
+";
+
+    #[test]
+    fn addresses_from_status_take_the_annotated_or_containing_pool() {
+        let loaded = load_documents([("t.yaml", YAML.as_bytes())]);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let config = ferrolb_model::validate(&loaded.snapshot).unwrap();
+        let outcome = from_status(&config, &loaded.snapshot, &Options { lb_class: None });
+        let got: Vec<(String, Vec<String>, Option<String>)> = outcome
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.service.name.clone(),
+                    r.ips.iter().map(ToString::to_string).collect(),
+                    r.pool.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "annotated".into(),
+                    vec!["198.51.100.3".into()],
+                    Some("b".into())
+                ),
+                (
+                    "contained".into(),
+                    vec!["192.0.2.4".into()],
+                    Some("a".into())
+                ),
+            ]
+        );
+    }
+}
