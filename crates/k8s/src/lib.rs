@@ -72,6 +72,7 @@ pub mod metrics;
 pub mod sink;
 pub mod source;
 pub mod speaker;
+pub mod status;
 
 /// A client from the environment: in a pod its service account, else `KUBECONFIG` or
 /// `~/.kube/config`.

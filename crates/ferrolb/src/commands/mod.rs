@@ -43,9 +43,9 @@ pub fn load_valid(dir: Option<&Path>) -> Result<Result<Valid, Vec<Problem>>, Sou
 
 /// Runs a long-lived command on a single-threaded tokio runtime (the agent, the
 /// controller and the speaker are I/O-bound; one thread keeps them small).
-pub fn block_on<F>(future: F) -> Result<std::process::ExitCode, Box<dyn std::error::Error>>
+pub fn block_on<T, F>(future: F) -> Result<T, Box<dyn std::error::Error>>
 where
-    F: Future<Output = Result<std::process::ExitCode, Box<dyn std::error::Error>>>,
+    F: Future<Output = Result<T, Box<dyn std::error::Error>>>,
 {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

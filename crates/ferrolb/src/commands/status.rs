@@ -1,5 +1,6 @@
-//! `ferrolb status`: what a standalone agent is doing, from its `/status` endpoint.
-//! (The Kubernetes form, reading the cluster, comes with the controller.)
+//! `ferrolb status`: what ferrolb is doing. Against a standalone agent it reads the
+//! agent's `/status`; against a cluster (kubeconfig, or in a pod) it gathers the same
+//! document from the API server ([`ferrolb_k8s::status`]).
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -21,9 +22,17 @@ enum Format {
 /// Arguments of `ferrolb status`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The agent's `--metrics-addr`.
-    #[arg(long, default_value = "127.0.0.1:9120")]
-    agent: String,
+    /// A standalone agent's `--metrics-addr` (the default without a cluster:
+    /// 127.0.0.1:9120).
+    #[arg(long, conflicts_with = "kube")]
+    agent: Option<String>,
+    /// Read the cluster of the current kubeconfig context (the default when a kubeconfig
+    /// or an in-cluster service account is found).
+    #[arg(long)]
+    kube: bool,
+    /// ferrolb's namespace in the cluster.
+    #[arg(long, env = "METALLB_NAMESPACE", default_value = "metallb-system")]
+    namespace: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Format,
@@ -31,21 +40,60 @@ pub struct Args {
 
 /// Prints the agent's status; exit 1 when it cannot be reached.
 pub fn run(args: &Args, out: &mut impl Write) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let body = match fetch(&args.agent, "/status") {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("ferrolb status: {e}");
-            return Ok(ExitCode::from(1));
+    let cluster = args.kube || (args.agent.is_none() && kubeconfig_present());
+    let body = if cluster {
+        match super::block_on(cluster_document(args.namespace.clone())) {
+            Ok(doc) => doc,
+            Err(e) => {
+                eprintln!("ferrolb status: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let agent = args.agent.as_deref().unwrap_or("127.0.0.1:9120");
+        match fetch(agent, "/status") {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("ferrolb status: {e}");
+                return Ok(ExitCode::from(1));
+            }
         }
     };
-    let status: Value = serde_json::from_str(&body)
-        .map_err(|e| format!("the agent at {} sent a bad /status: {e}", args.agent))?;
+    let status: Value =
+        serde_json::from_str(&body).map_err(|e| format!("a bad status document: {e}"))?;
     match args.output {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?,
         Format::Yaml => out.write_all(serde_saphyr::to_string(&status)?.as_bytes())?,
         Format::Table => out.write_all(render(&status, &pool_rows(&body)).as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gathers the cluster's document.
+async fn cluster_document(namespace: String) -> Result<String, Box<dyn std::error::Error>> {
+    let client = ferrolb_k8s::connect().await.map_err(|e| {
+        format!("no Kubernetes cluster reachable: {e} (check KUBECONFIG, or use --agent ADDR:PORT for a standalone agent)")
+    })?;
+    let doc = ferrolb_k8s::status::cluster_status(
+        &client,
+        &namespace,
+        &ferrolb_k8s::status::SpeakerPods::default(),
+    )
+    .await?;
+    Ok(doc.to_string())
+}
+
+/// Whether a kubeconfig (or an in-cluster service account) is there to use.
+fn kubeconfig_present() -> bool {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return true;
+    }
+    if let Some(paths) = std::env::var_os("KUBECONFIG") {
+        return std::env::split_paths(&paths).any(|p| p.exists());
+    }
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .is_some_and(|h| h.join(".kube/config").exists())
 }
 
 /// GET `path` over HTTP/1.0 and return the body; errors say what to do.
@@ -174,8 +222,24 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
                 .flatten()
                 .map(text)
                 .collect();
-            if !peers.is_empty() {
-                by.push(format!("BGP to {}", peers.join(", ")));
+            let nodes: Vec<String> = svc["bgp_nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            match (peers.is_empty(), nodes.is_empty()) {
+                (false, true) => by.push(format!("BGP to {}", peers.join(", "))),
+                (_, false) => by.push(format!(
+                    "BGP from {} to {}",
+                    nodes.join(", "),
+                    if peers.is_empty() {
+                        "-".into()
+                    } else {
+                        peers.join(", ")
+                    }
+                )),
+                (true, true) => {}
             }
             let state = match svc["error"].as_str() {
                 Some(e) => format!("AllocationFailed: {e}"),
@@ -199,6 +263,7 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
         .map(|p| {
             let n = |v: &Value| v.as_u64().unwrap_or(0);
             vec![
+                p["node"].as_str().unwrap_or("-").to_string(),
                 text(&p["name"]),
                 text(&p["peer"]),
                 text(&p["state"]),
@@ -213,10 +278,19 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
         .collect();
     if !sessions.is_empty() {
         out += "\n";
-        out += &table(
-            &["BGP PEER", "ADDRESS", "STATE", "PREFIXES", "BFD"],
-            &sessions,
-        );
+        let cluster = s["source"] == "cluster";
+        let header = ["NODE", "BGP PEER", "ADDRESS", "STATE", "PREFIXES", "BFD"];
+        let rows: Vec<Vec<String>> = if cluster {
+            sessions
+        } else {
+            sessions.into_iter().map(|r| r[1..].to_vec()).collect()
+        };
+        out += &table(if cluster { &header } else { &header[1..] }, &rows);
+    }
+    for sp in s["speakers"].as_array().into_iter().flatten() {
+        if let Some(e) = sp["error"].as_str() {
+            out += &format!("  speaker {}: {e}\n", text(&sp["pod"]));
+        }
     }
     for p in s["bgp_problems"].as_array().into_iter().flatten() {
         out += &format!("  no session: {}\n", text(p));
@@ -293,6 +367,32 @@ mod tests {
             text.contains(
                 "default/typo  -               -     AllocationFailed: pool \"x\" does not exist"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_a_cluster_document() {
+        let body = r#"{"source":"cluster","node":"cluster (namespace metallb-system)",
+                "config_loaded":true,"config_stale":false,"problems":[],"members":["node-a"],
+                "pools":[],
+                "services":[{"service":"shop/api","ips":["192.0.2.2"],"pool":"main","error":null,
+                  "announced_by":[],"bgp_peers":["tor"],"bgp_nodes":["node-a","node-c"]}],
+                "bgp_sessions":[{"node":"node-a","name":"tor","peer":"198.51.100.1:179","state":"Established",
+                  "up":true,"announced_prefixes":1,"pending_prefixes":0,"bfd":"up"}],
+                "speakers":[{"pod":"speaker-b","node":"node-b","error":"permission denied reading pods/proxy"}]}"#;
+        let s: Value = serde_json::from_str(body).unwrap();
+        let text = render(&s, &pool_rows(body));
+        assert!(
+            text.contains("shop/api  192.0.2.2  main  BGP from node-a, node-c to tor"),
+            "{text}"
+        );
+        assert!(
+            text.contains("node-a  tor       198.51.100.1:179  Established  1 (0 pending)  up"),
+            "{text}"
+        );
+        assert!(
+            text.contains("speaker speaker-b: permission denied reading pods/proxy"),
             "{text}"
         );
     }

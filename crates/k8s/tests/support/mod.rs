@@ -277,6 +277,7 @@ fn is_collection(path: &str) -> bool {
         "servicel2statuses",
         "servicebgpstatuses",
         "endpointslices",
+        "pods",
     ];
     path.rsplit('/')
         .next()
