@@ -73,6 +73,7 @@ pub mod sink;
 pub mod source;
 pub mod speaker;
 pub mod status;
+pub mod webhook;
 
 /// A client from the environment: in a pod its service account, else `KUBECONFIG` or
 /// `~/.kube/config`.
