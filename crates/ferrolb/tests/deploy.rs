@@ -151,6 +151,126 @@ fn env_field_ref<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
         .map(|f| f.field_path.as_str())
 }
 
+/// Where `typed` (the object read into its `k8s-openapi` type and written back) differs
+/// from `raw` (as written): a field the type does not know is dropped, so a misspelt or
+/// misplaced field shows here, which plain deserialization would ignore.
+fn schema_differences(raw: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (raw, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, va) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(vb) => schema_differences(va, vb, &p, out),
+                    // An empty object or list written out may be left out by the type.
+                    None if va.as_object().is_some_and(|o| o.is_empty())
+                        || va.as_array().is_some_and(|l| l.is_empty()) => {}
+                    None => out.push(format!("{p}: not a field of the type")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                schema_differences(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => {}
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: written {a}, read as {b}")),
+    }
+}
+
+fn check_schema<T: DeserializeOwned + serde::Serialize>(raw: &Value) -> Vec<String> {
+    let typed: T = match serde_json::from_value(raw.clone()) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("does not fit its schema: {e}")],
+    };
+    let back = serde_json::to_value(&typed).expect("serializes");
+    let mut out = Vec::new();
+    schema_differences(raw, &back, "", &mut out);
+    out
+}
+
+/// Every object of a known kind fits its Kubernetes schema exactly (no unknown field);
+/// returns the kinds checked.
+fn check_schemas(objs: &Objects) -> BTreeSet<String> {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let mut checked = BTreeSet::new();
+    let mut problems = Vec::new();
+    for o in &objs.0 {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let found = match kind {
+            "Namespace" => check_schema::<Namespace>(o),
+            "CustomResourceDefinition" => check_schema::<CustomResourceDefinition>(o),
+            "ServiceAccount" => check_schema::<ServiceAccount>(o),
+            "ClusterRole" => check_schema::<ClusterRole>(o),
+            "ClusterRoleBinding" => check_schema::<ClusterRoleBinding>(o),
+            "Role" => check_schema::<Role>(o),
+            "RoleBinding" => check_schema::<RoleBinding>(o),
+            "Deployment" => check_schema::<Deployment>(o),
+            "DaemonSet" => check_schema::<DaemonSet>(o),
+            "PodDisruptionBudget" => check_schema::<PodDisruptionBudget>(o),
+            "Service" => check_schema::<Service>(o),
+            "ConfigMap" => check_schema::<ConfigMap>(o),
+            "ValidatingWebhookConfiguration" => check_schema::<ValidatingWebhookConfiguration>(o),
+            // The Prometheus operator's kinds have no type here: tests below check them.
+            "ServiceMonitor" | "PrometheusRule" => continue,
+            other => panic!("unexpected kind {other:?}"),
+        };
+        checked.insert(kind.to_string());
+        for p in found {
+            problems.push(format!(
+                "{kind}/{}{p}",
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "objects that do not fit their schema:\n{}",
+        problems.join("\n")
+    );
+    checked
+}
+
+#[test]
+fn every_object_fits_its_kubernetes_schema() {
+    let checked = check_schemas(&Objects::load(MANIFESTS));
+    for kind in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "DaemonSet",
+        "ValidatingWebhookConfiguration",
+        "ClusterRole",
+        "Role",
+    ] {
+        assert!(checked.contains(kind), "{kind} checked");
+    }
+    let checked = check_schemas(&Objects::load(MONITORING));
+    assert!(checked.contains("Service") && checked.contains("ConfigMap"));
+}
+
+#[test]
+fn the_schema_check_catches_a_misplaced_field() {
+    let objs = Objects::load(MANIFESTS);
+    let mut d = objs
+        .of_kind("Deployment")
+        .first()
+        .map(|d| (*d).clone())
+        .expect("a Deployment");
+    assert!(check_schema::<Deployment>(&d).is_empty());
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] =
+        d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].clone();
+    let found = check_schema::<Deployment>(&d);
+    assert_eq!(
+        found,
+        vec![
+            ".spec.template.spec.containers[0].readinessProbes: not a field of the type"
+                .to_string()
+        ]
+    );
+}
+
 #[test]
 fn chart_crds_are_ferrolbs() {
     // deploy/crds/metallb.io.yaml is kept identical to `ferrolb crds` by tests/cli.rs.
@@ -1020,6 +1140,7 @@ fn helm_lints_and_renders_the_chart() {
     );
     assert!(ok, "{out}");
     let objs = Objects(objects(&out));
+    check_schemas(&objs);
     let vwc: ValidatingWebhookConfiguration = objs.get(
         "ValidatingWebhookConfiguration",
         "ferrolb-validating-webhook",
