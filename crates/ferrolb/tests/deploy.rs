@@ -752,6 +752,11 @@ fn webhook_reaches_the_controller_and_cannot_lock_ferrolb_out() {
         "ferrolb-validating-webhook",
     );
     let hooks = vwc.webhooks.unwrap();
+    // The paths the controller's webhook serves, and the kind of each.
+    let served: BTreeMap<String, String> = ferrolb_k8s::webhook::Kind::ALL
+        .into_iter()
+        .map(|k| (k.path(), k.name().to_string()))
+        .collect();
     let mut paths = BTreeSet::new();
     for h in &hooks {
         assert_eq!(
@@ -782,32 +787,38 @@ fn webhook_reaches_the_controller_and_cannot_lock_ferrolb_out() {
             r.api_groups.as_deref(),
             Some(&["metallb.io".to_string()][..])
         );
-        let version = &r.api_versions.as_ref().unwrap()[0];
+        let versions = r.api_versions.clone().unwrap();
         let plural = &r.resources.as_ref().unwrap()[0];
         let path = s.path.clone().unwrap();
-        let kind = path.rsplit('-').next().unwrap();
-        assert_eq!(path, format!("/validate-metallb-io-{version}-{kind}"));
+        let kind = served
+            .get(&path)
+            .unwrap_or_else(|| panic!("{path} is not a path the webhook serves: {served:?}"));
         let singular = plural
             .strip_suffix("ies")
             .map(|stem| format!("{stem}y"))
             .unwrap_or_else(|| plural.trim_end_matches('s').to_string());
-        assert_eq!(kind, singular, "{path} validates {plural}");
-        let ops = r.operations.clone().unwrap();
-        assert!(ops.contains(&"CREATE".into()) && ops.contains(&"UPDATE".into()));
-        paths.insert(path);
+        assert_eq!(
+            kind.to_ascii_lowercase(),
+            singular,
+            "{path} validates {plural}"
+        );
+        let want_versions = if kind == "BGPPeer" {
+            vec!["v1beta1", "v1beta2"]
+        } else {
+            vec!["v1beta1"]
+        };
+        assert_eq!(versions, want_versions, "{path}");
+        let ops: BTreeSet<String> = r.operations.iter().flatten().cloned().collect();
+        let mut want_ops = BTreeSet::from(["CREATE".to_string(), "UPDATE".to_string()]);
+        if ["bfdprofiles", "communities"].contains(&plural.as_str()) {
+            // Deleting one still referred to is refused.
+            want_ops.insert("DELETE".into());
+        }
+        assert_eq!(ops, want_ops, "{path}");
+        assert!(paths.insert(path), "one webhook per path");
     }
-    let want: BTreeSet<String> = [
-        "ipaddresspool",
-        "l2advertisement",
-        "bgpadvertisement",
-        "community",
-        "bfdprofile",
-        "bgppeer",
-    ]
-    .iter()
-    .map(|k| format!("/validate-metallb-io-v1beta1-{k}"))
-    .chain(["/validate-metallb-io-v1beta2-bgppeer".to_string()])
-    .collect();
+    let want: BTreeSet<String> = served.keys().cloned().collect();
+    assert_eq!(want.len(), 6, "{want:?}");
     assert_eq!(paths, want);
 }
 
