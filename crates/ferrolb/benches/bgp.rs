@@ -153,6 +153,10 @@ fn main() {
         .into_iter()
         .filter(|k| wanted(*k))
     {
+        settle();
+        report
+            .starts
+            .push((format!("{} link cut", kind.label()), load1()));
         let r = bfd_link_cut(kind, runs);
         report.cut.push((kind, r));
     }
@@ -160,6 +164,10 @@ fn main() {
         .into_iter()
         .filter(|k| wanted(*k))
     {
+        settle();
+        report
+            .starts
+            .push((format!("{} 10,000 prefixes", kind.label()), load1()));
         let r = bulk(kind, bulk_runs);
         report.bulk.push((kind, r));
     }
@@ -692,6 +700,8 @@ struct Report {
     cut: Vec<(Kind, Result<Vec<Duration>, String>)>,
     bulk: Vec<(Kind, Result<Bulk, String>)>,
     load: (String, String),
+    /// The 1-minute load average as each speaker's scenario began.
+    starts: Vec<(String, f64)>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -705,6 +715,23 @@ fn wall() -> f64 {
 fn secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Waits (up to a minute) for the 1-minute load average to fall below 1, so that a
+/// scenario does not start in the wake of the previous one.
+fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load1() >= 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+fn load1() -> f64 {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -762,14 +789,20 @@ impl Report {
             self.load.0,
             self.load.1
         );
-        let busy = [&self.load.0, &self.load.1].iter().any(|l| {
-            l.split_whitespace()
-                .next()
-                .and_then(|x| x.parse::<f64>().ok())
-                .is_some_and(|x| x > 1.5)
-        });
-        if busy {
-            t += "**Taken on a busy machine (1-minute load above 1.5): not final numbers.**\n\n";
+        // The load after a scenario includes the bench's own processes (BIRD, FRR, the
+        // agent's `ip` commands): what tells whether others were busy is the load as each
+        // scenario began.
+        let starts: Vec<String> = self
+            .starts
+            .iter()
+            .map(|(what, l)| format!("{what} {l:.2}"))
+            .collect();
+        t += &format!(
+            "1-minute load average as each scenario began (the bench's own processes raise it as it runs): {}.\n\n",
+            starts.join(", ")
+        );
+        if self.starts.iter().any(|(_, l)| *l > 1.5) {
+            t += "**Taken on a busy machine (1-minute load above 1.5 as a scenario began): not final numbers.**\n\n";
         }
         t += &format!(
             "**Link cut, BFD 100 ms x 3** ({runs} runs): speaker's carrier lost → route deleted from the router's kernel table.\n\n"
