@@ -364,13 +364,18 @@ async fn every_kind_has_its_path_and_bgppeer_takes_both_versions() {
     let v1 = json!({"apiVersion": "metallb.io/v1beta1", "kind": "BGPPeer",
         "metadata": {"name": "p", "namespace": NS},
         "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.1"}});
-    let (_, text) = post(
-        state(Some(Snapshot::default())),
+    for path in [
         "/validate-metallb-io-v1beta2-bgppeer",
-        review("BGPPeer", "v1beta1", "CREATE", v1).to_string(),
-    )
-    .await;
-    assert_eq!(parse(&text)["response"]["allowed"], true, "{text}");
+        "/validate-metallb-io-v1beta1-bgppeer",
+    ] {
+        let (_, text) = post(
+            state(Some(Snapshot::default())),
+            path,
+            review("BGPPeer", "v1beta1", "CREATE", v1.clone()).to_string(),
+        )
+        .await;
+        assert_eq!(parse(&text)["response"]["allowed"], true, "{text}");
+    }
 }
 
 #[tokio::test]

@@ -31,8 +31,12 @@ pub struct WebhookState {
 pub const NOT_READY: &str =
     "ferrolb's webhook has not read the configuration yet: retry in a few seconds";
 
+/// The path of v1beta1 BGPPeers (validated as their v1beta2 conversion).
+pub const V1BETA1_PEER_PATH: &str = "/validate-metallb-io-v1beta1-bgppeer";
+
 /// The routes: `POST` on each kind's [`Kind::path`] (AdmissionReview) and on `/convert`
-/// (ConversionReview of BGPPeers). The v1beta2 BGPPeer path also takes v1beta1 objects.
+/// (ConversionReview of BGPPeers). The v1beta2 BGPPeer path also takes v1beta1 objects, and so does
+/// [`V1BETA1_PEER_PATH`].
 pub fn router(state: WebhookState) -> Router {
     let mut router = Router::new();
     for kind in Kind::ALL {
@@ -45,6 +49,13 @@ pub fn router(state: WebhookState) -> Router {
             ),
         );
     }
+    // The chart sends v1beta1 BGPPeers to their own path (matchPolicy Exact).
+    router = router.route(
+        V1BETA1_PEER_PATH,
+        post(|State(s): State<WebhookState>, body: Bytes| async move {
+            validate(&s, Kind::BGPPeer, &body)
+        }),
+    );
     router
         .route(
             "/convert",
