@@ -75,7 +75,20 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControllerError> {
+    run_sharing_stores(client, options, metrics, shutdown, |_| {}).await
+}
+
+/// As [`run`], first handing a clone of the reflector stores to `on_stores` (the
+/// admission webhook validates against them, without watches of its own).
+pub async fn run_sharing_stores(
+    client: Client,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    on_stores: impl FnOnce(Stores) + Send,
+) -> Result<(), ControllerError> {
     let (stores, changes) = watch_all(client.clone(), &options.namespace);
+    on_stores(stores.clone());
     let (leader_tx, leader_rx) = watch::channel(options.election.is_none());
     // Without election the sender stays here (a dropped sender means the election
     // ended, and the controller steps down).

@@ -326,6 +326,23 @@ impl Stores {
         (snapshot, problems)
     }
 
+    /// Waits until every store [`Stores::config_snapshot`] reads has listed once;
+    /// `false` if the watches are gone first.
+    pub async fn config_ready(&self) -> bool {
+        let waits = [
+            self.namespaces.wait_until_ready().await.is_ok(),
+            self.nodes.wait_until_ready().await.is_ok(),
+            self.secrets.wait_until_ready().await.is_ok(),
+            self.pools.wait_until_ready().await.is_ok(),
+            self.l2_advertisements.wait_until_ready().await.is_ok(),
+            self.bgp_advertisements.wait_until_ready().await.is_ok(),
+            self.bgp_peers.wait_until_ready().await.is_ok(),
+            self.communities.wait_until_ready().await.is_ok(),
+            self.bfd_profiles.wait_until_ready().await.is_ok(),
+        ];
+        waits.iter().all(|ok| *ok)
+    }
+
     /// A Service by key.
     pub fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
         self.services

@@ -299,11 +299,17 @@ async fn nothing_is_written_when_every_bundle_is_current_or_the_crd_does_not_con
         CRD => Some(Reply::Json(403, status(403, "Forbidden", "forbidden"))),
         _ => None,
     });
-    assert_eq!(
-        store(client).inject(&bundle).await.expect("skipped"),
-        Injected::default()
-    );
-    assert!(writes(&fake.log()).is_empty());
+    let skipping = store(client);
+    for _ in 0..2 {
+        assert_eq!(
+            skipping.inject(&bundle).await.expect("skipped"),
+            Injected::default()
+        );
+    }
+    let log = fake.log();
+    assert!(writes(&log).is_empty());
+    let crd_reads = log.iter().filter(|r| r.path == CRD).count();
+    assert_eq!(crd_reads, 1, "a CRD it may not read is not asked for again");
 
     // A missing configuration is an error the caller retries.
     let (client, _fake) = FakeApi::start();

@@ -1,16 +1,19 @@
 //! `ferrolb controller`: the Kubernetes controller (address allocation for
-//! LoadBalancer Services), with leader election, and `/metrics`, `/healthz`, `/readyz`.
+//! LoadBalancer Services), with leader election, and `/metrics`, `/healthz`, `/readyz`;
+//! and the admission webhook (every replica serves it, leader or not).
 
 use crate::metrics::{Exposition, Kind};
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
-use ferrolb_k8s::controller::{ControllerOptions, Election, run};
+use ferrolb_k8s::controller::{ControllerOptions, Election, run_sharing_stores};
 use ferrolb_k8s::lease::LeaseTimings;
 use ferrolb_k8s::metrics::{Metrics, MetricsSnapshot, PoolMetrics};
+use ferrolb_k8s::source::Stores;
+use ferrolb_k8s::webhook::{SnapshotSource, WebhookOptions};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -40,6 +43,13 @@ pub struct Args {
     /// not manage it).
     #[arg(long, env = "METALLB_ML_SECRET_NAME", default_value = "memberlist")]
     pub ml_secret_name: String,
+    /// The port of the admission webhook (HTTPS, on every address; the Service
+    /// ferrolb-webhook-service forwards port 443 to it).
+    #[arg(long, default_value_t = 9443)]
+    pub webhook_port: u16,
+    /// Do not serve the admission webhook (nor manage its certificate).
+    #[arg(long)]
+    pub no_webhook: bool,
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -81,7 +91,38 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         tracing::info!("stopping");
         let _ = stop.send(true);
     });
-    run(client, options, metrics, stopped).await?;
+    // The webhook validates against the controller's stores once they have listed.
+    let stores: Arc<OnceLock<Stores>> = Arc::new(OnceLock::new());
+    let webhook_enabled = !args.no_webhook;
+    if webhook_enabled {
+        let snapshot: SnapshotSource = {
+            let stores = stores.clone();
+            Arc::new(move || stores.get().map(|s| s.config_snapshot().0))
+        };
+        let webhook = WebhookOptions::new(
+            &options.namespace,
+            SocketAddr::from(([0, 0, 0, 0], args.webhook_port)),
+        );
+        let (client, stopped) = (client.clone(), stopped.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ferrolb_k8s::webhook::run(client, webhook, snapshot, stopped).await {
+                tracing::error!("the admission webhook stopped: {e}");
+            }
+        });
+    }
+    let on_stores = {
+        let cell = stores.clone();
+        move |s: Stores| {
+            if webhook_enabled {
+                tokio::spawn(async move {
+                    if s.config_ready().await {
+                        let _ = cell.set(s);
+                    }
+                });
+            }
+        }
+    };
+    run_sharing_stores(client, options, metrics, stopped, on_stores).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,6 +21,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 /// The Secret holding the webhook's certificate (in ferrolb's namespace).
@@ -63,6 +64,8 @@ pub struct CertStore {
     secret_name: String,
     configuration_name: String,
     crd_name: Option<String>,
+    /// Set once the CRD could not be read (no permission, or missing): not asked again.
+    crd_unreadable: AtomicBool,
     names: Vec<String>,
 }
 
@@ -123,6 +126,7 @@ impl CertStore {
             secret_name: secret_name.into(),
             configuration_name: configuration_name.into(),
             crd_name: crd_name.map(str::to_string),
+            crd_unreadable: AtomicBool::new(false),
             names,
         }
     }
@@ -194,7 +198,7 @@ impl CertStore {
     /// Writes `bundle`'s CA where the API server reads it; only what differs is
     /// written. The configuration missing is an error (the caller retries); the CRD's is
     /// written only when it declares `conversion.strategy: Webhook`, and a CRD that
-    /// cannot be read (missing, or no permission) is skipped with a debug line.
+    /// cannot be read (missing, or no permission) is skipped, and not asked for again.
     pub async fn inject(&self, bundle: &CertBundle) -> Result<Injected, CertStoreError> {
         let ca = bundle.ca_pem.as_bytes();
         let mut injected = Injected::default();
@@ -222,7 +226,11 @@ impl CertStore {
             tracing::info!(configuration = %self.configuration_name, webhooks = ?stale, "webhook: wrote the caBundle");
             injected.webhooks = stale;
         }
-        if let Some(crd_name) = &self.crd_name {
+        let crd_name = self
+            .crd_name
+            .as_ref()
+            .filter(|_| !self.crd_unreadable.load(Ordering::Relaxed));
+        if let Some(crd_name) = crd_name {
             match self.crds.get(crd_name).await {
                 Ok(crd) => {
                     let conversion = crd.spec.conversion.as_ref();
@@ -243,6 +251,10 @@ impl CertStore {
                         tracing::info!(crd = %crd_name, "webhook: wrote the conversion caBundle");
                         injected.crd = true;
                     }
+                }
+                Err(e) if matches!(api_code(&e), Some(403 | 404)) => {
+                    tracing::info!(crd = %crd_name, "webhook: the CRD cannot be read, its conversion caBundle is left alone: {e}");
+                    self.crd_unreadable.store(true, Ordering::Relaxed);
                 }
                 Err(e) => {
                     tracing::debug!(crd = %crd_name, "webhook: conversion caBundle not written: {e}")

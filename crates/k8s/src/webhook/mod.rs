@@ -112,13 +112,19 @@ pub async fn run(
         cert::service_names(&options.service_name, &options.namespace),
     );
     let retry = Duration::from_secs(5).min(options.refresh);
+    let mut backoff = retry;
     let mut bundle = loop {
         match store.ensure(SystemTime::now()).await {
             Ok(b) => break b,
-            Err(e) => tracing::warn!("webhook: cannot get its certificate (retrying): {e}"),
+            Err(e) => tracing::warn!(
+                "webhook: cannot get its certificate (retrying in {}s): {e}",
+                backoff.as_secs()
+            ),
         }
+        let wait = backoff;
+        backoff = (backoff * 2).min(options.refresh.max(retry));
         tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stopped(&mut shutdown) => return Ok(()),
         }
     };
