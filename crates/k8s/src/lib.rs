@@ -35,6 +35,8 @@
 //! - [`lease`]: leader election.
 //! - [`metrics`]: the numbers behind MetalLB's controller metrics, for the binary to
 //!   serve.
+//! - [`webhook`]: the validating admission webhook and BGPPeer conversion, served over
+//!   HTTPS by every controller replica with a certificate it keeps in a Secret.
 //!
 //! # Leader election
 //!
@@ -61,6 +63,11 @@
 //! list, watch, create, patch; configurationstates/status: patch; Secrets: create (the
 //! membership Secret); `coordination.k8s.io` leases:
 //! get, create, update.
+//!
+//! For the webhook: the Secret `ferrolb-webhook-cert`: get, update (create, as above);
+//! the ValidatingWebhookConfiguration `ferrolb-validating-webhook`: get, patch; and only
+//! if the BGPPeer CRD converts through the webhook, `apiextensions.k8s.io`
+//! customresourcedefinitions `bgppeers.metallb.io`: get, patch.
 
 #![warn(missing_docs)]
 

@@ -379,6 +379,21 @@ async fn every_kind_has_its_path_and_bgppeer_takes_both_versions() {
 }
 
 #[tokio::test]
+async fn a_review_larger_than_axums_default_limit_is_read() {
+    let mut big = pool("a", &["192.0.2.0/24"]);
+    big["metadata"]["annotations"] = json!({"note": "x".repeat(3 << 20)});
+    let body = review("IPAddressPool", "v1beta1", "CREATE", big);
+    let (status, text) = post(
+        state(Some(Snapshot::default())),
+        &Kind::IPAddressPool.path(),
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(parse(&text)["response"]["allowed"], true);
+}
+
+#[tokio::test]
 async fn a_kind_sent_to_another_kinds_path_is_denied() {
     let body = review(
         "IPAddressPool",

@@ -6,7 +6,7 @@ use super::decide::{Kind, Verdict, decide};
 use super::review::{read_review, response};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -61,8 +61,13 @@ pub fn router(state: WebhookState) -> Router {
             "/convert",
             post(|body: Bytes| async move { convert(&body) }),
         )
+        // A review carries the object and its old version: up to twice etcd's 1.5 MiB.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
+
+/// The largest body read (axum's default of 2 MiB is less than a review may be).
+pub const BODY_LIMIT: usize = 4 << 20;
 
 fn json(value: &serde_json::Value) -> Response {
     (

@@ -2,12 +2,13 @@
 //! can be swapped while serving (a renewal needs no restart).
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -68,7 +69,7 @@ pub async fn serve_tls(
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!("webhook: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -84,7 +85,10 @@ pub async fn serve_tls(
                     return;
                 }
             };
+            // A client that never finishes its headers does not hold the connection.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(tls), service)
                 .await
             {
