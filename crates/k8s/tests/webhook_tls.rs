@@ -1,10 +1,13 @@
 //! The webhook over real TLS on 127.0.0.1: a client trusting only the generated CA, and
 //! checking the Service's name, gets an answer; after the certificate is swapped it
-//! trusts only the new CA.
+//! trusts only the new CA. And `webhook::run` against a mocked API server: it creates
+//! the Secret, serves its certificate and writes its CA into the configuration.
+
+mod support;
 
 use ferrolb_k8s::webhook::cert::{CertBundle, generate, service_names};
 use ferrolb_k8s::webhook::tls::{CertSlot, serve_tls, server_config};
-use ferrolb_k8s::webhook::{Kind, WebhookState, router};
+use ferrolb_k8s::webhook::{Kind, WebhookOptions, WebhookState, router};
 use ferrolb_model::Snapshot;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -120,4 +123,67 @@ async fn an_https_client_trusting_the_generated_ca_gets_an_answer() {
 
     let _ = stop.send(true);
     server.await.expect("the server stops");
+}
+
+const VWC: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/ferrolb-validating-webhook";
+
+fn text_of(value: &Value) -> String {
+    let bytes: k8s_openapi::ByteString = serde_json::from_value(value.clone()).expect("base64");
+    String::from_utf8(bytes.0).expect("PEM text")
+}
+
+#[tokio::test]
+async fn run_creates_the_secret_serves_its_certificate_and_writes_the_ca_bundle() {
+    use support::{FakeApi, Reply};
+    let (client, fake) = FakeApi::start();
+    fake.route(|r| {
+        (r.method == "GET" && r.path == VWC).then(|| {
+            Reply::Json(
+                200,
+                json!({"apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingWebhookConfiguration",
+                    "metadata": {"name": "ferrolb-validating-webhook"},
+                    "webhooks": [{"name": "ipaddresspool-v1beta1.validate.ferrolb.metallb.io",
+                        "clientConfig": {"service": {"name": "ferrolb-webhook-service", "namespace": NS}},
+                        "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
+            )
+        })
+    });
+    // A free port (asked of the system, then released for the webhook to bind).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(ferrolb_k8s::webhook::run(
+        client,
+        WebhookOptions::new(NS, addr),
+        Arc::new(|| Some(Snapshot::default())),
+        stopped,
+    ));
+    // The caBundle is written once the server listens.
+    let log = fake
+        .wait_for("the caBundle patch", |log| {
+            log.iter().any(|r| r.method == "PATCH" && r.path == VWC)
+        })
+        .await;
+    let created = log
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/api/v1/namespaces/metallb-system/secrets")
+        .expect("the Secret is created");
+    let ca = text_of(&created.body["data"]["ca.crt"]);
+    let patch = log
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path == VWC)
+        .expect("patched");
+    assert_eq!(
+        text_of(&patch.body["webhooks"][0]["clientConfig"]["caBundle"]),
+        ca
+    );
+
+    let answer = request(addr, &ca, review()).await.expect("HTTPS answer");
+    assert_eq!(answer["response"]["uid"], "tls-1");
+    assert_eq!(answer["response"]["allowed"], true);
+
+    let _ = stop.send(true);
+    task.await.expect("joins").expect("stops cleanly");
 }
