@@ -1246,10 +1246,6 @@ fn flags_of(subcommand: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Flags the chart passes that a binary being written does not take yet. Each is
-/// reported, not failed, until it exists; then it is checked like the others.
-const PENDING_FLAGS: [(&str, &str); 1] = [("controller", "--webhook-port")];
-
 #[test]
 fn the_binary_takes_every_flag_the_manifests_pass() {
     let objs = Objects::load(MANIFESTS);
@@ -1267,10 +1263,6 @@ fn the_binary_takes_every_flag_the_manifests_pass() {
         for arg in &args[1..] {
             let flag = arg.split('=').next().unwrap();
             if known.contains(flag) {
-                continue;
-            }
-            if PENDING_FLAGS.contains(&(subcommand, flag)) {
-                eprintln!("pending: `ferrolb {subcommand}` does not take {flag} yet");
                 continue;
             }
             panic!("`ferrolb {subcommand}` does not take {flag} (from {arg:?}): {known:?}");
