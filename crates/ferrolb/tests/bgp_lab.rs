@@ -309,6 +309,19 @@ fn bfd_takes_a_cut_node_out_and_it_comes_back() {
     // BFD, not the 9 s hold timer, took the session down.
     let protocols = c.birdc(&["show", "protocols", "all"]);
     assert!(protocols.contains("BFD session down"), "{protocols}");
+    // On the cut-off node too, BFD takes its BGP session down at once (not after the
+    // hold time): the session reports the peer lost.
+    let start = Instant::now();
+    let log = || common::agent_log(c.dir.path(), "node-a");
+    while !log().contains("BFD down: taking the BGP session down") && start.elapsed() < LONG {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = log();
+    assert!(
+        text.contains("BFD down: taking the BGP session down"),
+        "{text}"
+    );
+    assert!(text.contains("PeerLost"), "{text}");
 
     c.lab.restore_link("node-a").unwrap();
     assert!(
