@@ -1,7 +1,7 @@
-//! End-to-end BGP tests: `ferrolb run` on two lab nodes peering with a real BIRD router
-//! (IPv4 and IPv6 sessions, BFD 100 ms x 3). The router's kernel table is the judge: one
-//! ECMP route with a next hop per node, withdrawn when a Service goes, when a node's link
-//! is cut (BFD) or when a node stops. They need root and bird2 (installed by
+//! End-to-end BGP tests: `ferrolb run` on two lab nodes peering with a real BIRD (or
+//! FRR) router: IPv4 sessions with TCP-MD5 and BFD 100 ms x 3, IPv6 sessions. The
+//! router's kernel table is the judge: one ECMP route with a next hop per node, withdrawn
+//! when a Service goes, when a node's link is cut (BFD) or when a node stops. They need root and bird2 (installed by
 //! scripts/test) and skip, saying why, without them.
 
 use ferrolb_lab::routers::{Neighbor, Router, RouterKind, RouterSpec};
@@ -17,6 +17,8 @@ const VIP4: &str = "203.0.113.5";
 const VIP6: &str = "2001:db8:100::5";
 const ROUTER_AS: u32 = 64513;
 const NODE_AS: u32 = 64512;
+/// TCP-MD5 on the IPv4 sessions (the IPv6 ones go without).
+const PASSWORD: &str = "lab-md5-secret";
 
 fn nodes_yaml() -> String {
     NODES
@@ -44,7 +46,7 @@ spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v4}}
-spec: {{myASN: {NODE_AS}, peerASN: {ROUTER_AS}, peerAddress: 198.51.100.1, holdTime: 9s, bfdProfile: fast}}
+spec: {{myASN: {NODE_AS}, peerASN: {ROUTER_AS}, peerAddress: 198.51.100.1, holdTime: 9s, bfdProfile: fast, password: {PASSWORD}}}
 ---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
@@ -99,6 +101,7 @@ impl Cluster {
         for (_, o) in NODES {
             let mut v4 = Neighbor::new(format!("198.51.100.{o}").parse().unwrap(), NODE_AS);
             v4.bfd = Some((100, 100));
+            v4.password = Some(PASSWORD.into());
             neighbors.push(v4);
             neighbors.push(Neighbor::new(
                 format!("2001:db8::{o:x}").parse().unwrap(),
