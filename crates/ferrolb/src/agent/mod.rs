@@ -177,6 +177,7 @@ pub async fn run_node(
     let mut l2 = net::Announcer::new();
     let mut speaker = BgpSpeaker::new();
     let mut last_live: Option<BTreeSet<String>> = None;
+    let mut l2_owned = false;
     // Membership settles with time, not only with inputs.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -219,6 +220,7 @@ pub async fn run_node(
                 announcements.l2.clear();
             }
             l2.set_owned(owned.clone()).await;
+            l2_owned = !owned.is_empty();
             // A member (re)joined: after a partition it may have announced addresses
             // this node owned all along, and clients may still send to it. Tell them
             // again.
@@ -257,13 +259,20 @@ pub async fn run_node(
 
     // Hand over: tell the others we leave, so the successors take over at once, keep
     // answering a moment while they announce, then stop.
+    // BGP (withdraw, Cease) and layer 2 (leave, hand over) at once: they do not wait
+    // for each other.
     info!("shutting down: handing over");
-    members.leave().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    l2.set_owned(BTreeMap::new()).await;
-    l2.shutdown().await;
     let limit = args.bgp_graceful_shutdown.unwrap_or_default() + Duration::from_secs(2);
-    speaker.shutdown(limit).await;
+    let layer2 = async {
+        members.leave().await;
+        if l2_owned {
+            // Keep answering a moment while the successors announce.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        l2.set_owned(BTreeMap::new()).await;
+        l2.shutdown().await;
+    };
+    tokio::join!(speaker.shutdown(limit), layer2);
     if args.local_routes {
         local.sync(&BTreeSet::new()).await;
     }
