@@ -67,6 +67,32 @@ impl LocalAddresses {
     pub async fn sync(&mut self, want: &BTreeSet<IpAddr>) {
         let gone: Vec<IpAddr> = self.current.difference(want).copied().collect();
         let new: Vec<IpAddr> = want.difference(&self.current).copied().collect();
+        // Many changes (thousands of addresses at start): one `ip -batch` rather than a
+        // process per route. Should it fail, the routes are done one by one below, which
+        // says which one failed.
+        if gone.len() + new.len() > BATCH_FROM {
+            let lines: Vec<String> = gone
+                .iter()
+                .map(|a| route_line("del", *a))
+                .chain(new.iter().map(|a| route_line("replace", *a)))
+                .collect();
+            match batch(&lines).await {
+                Ok(()) => {
+                    for a in &gone {
+                        self.current.remove(a);
+                    }
+                    self.current.extend(new.iter().copied());
+                    info!(
+                        added = new.len(),
+                        removed = gone.len(),
+                        "accepting traffic for {} addresses",
+                        self.current.len()
+                    );
+                    return;
+                }
+                Err(e) => warn!("{e}: changing the routes one by one"),
+            }
+        }
         for addr in gone {
             match route("del", addr).await {
                 Ok(()) => info!(%addr, "stopped accepting traffic"),
@@ -85,6 +111,46 @@ impl LocalAddresses {
         }
     }
 }
+/// From this many route changes on, they are made with one `ip -batch`.
+const BATCH_FROM: usize = 8;
+
+/// One route change as a line of `ip -batch` (the family follows from the address).
+fn route_line(verb: &str, addr: IpAddr) -> String {
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    format!("route {verb} local {addr}/{len} dev lo table local proto {ROUTE_PROTO}")
+}
+
+/// Runs the lines with `ip -force -batch -` (every line is tried).
+async fn batch(lines: &[String]) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new("ip")
+        .args(["-force", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running ip -batch: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let text = lines.join("\n") + "\n";
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("writing to ip -batch: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("running ip -batch: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip -batch: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 async fn route(verb: &str, addr: IpAddr) -> Result<(), String> {
     let (family, prefix) = match addr {
         IpAddr::V4(_) => ("-4", format!("{addr}/32")),
