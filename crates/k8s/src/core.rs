@@ -34,6 +34,9 @@ pub struct Core {
     allocator: Allocator,
     /// The pool of each Service holding addresses.
     holding: HashMap<ServiceKey, String>,
+    /// Number of Services in `holding` per pool, kept with it: publishing the counts
+    /// after a change costs the number of pools, not of Services.
+    held_per_pool: HashMap<String, u64>,
     /// Services that got no address: retried when addresses are freed.
     pending: BTreeSet<ServiceKey>,
     /// Whether addresses were freed since the last [`Core::take_retries`].
@@ -48,6 +51,7 @@ impl Core {
             config: None,
             allocator: Allocator::new(&Config::default()),
             holding: HashMap::new(),
+            held_per_pool: HashMap::new(),
             pending: BTreeSet::new(),
             freed: false,
         }
@@ -82,12 +86,18 @@ impl Core {
         }
         let released = self.allocator.set_config(&config);
         for key in released {
-            self.holding.remove(&key);
+            self.unhold(&key);
         }
         for (key, pool) in self.holding.iter_mut() {
             if let Some(a) = self.allocator.assignment(key) {
                 *pool = a.pool;
             }
+        }
+        // Kept addresses may now be of another pool: counted again (a configuration
+        // change is a pass over every Service anyway).
+        self.held_per_pool.clear();
+        for pool in self.holding.values() {
+            *self.held_per_pool.entry(pool.clone()).or_default() += 1;
         }
         self.config = Some(config);
         ConfigChange::Applied
@@ -98,6 +108,7 @@ impl Core {
         let config = self.config.clone().unwrap_or_default();
         self.allocator = Allocator::new(&config);
         self.holding.clear();
+        self.held_per_pool.clear();
         self.pending.clear();
         self.freed = false;
     }
@@ -122,7 +133,7 @@ impl Core {
         };
         match self.allocator.keep(&request, &ips) {
             Ok(a) => {
-                self.holding.insert(key, a.pool);
+                self.hold(key, a.pool);
                 true
             }
             Err(_) => false,
@@ -162,7 +173,7 @@ impl Core {
             && let Ok(a) = self.allocator.keep(&request, &status)
         {
             self.allocator.complete_dual_stack(&request);
-            self.holding.insert(key.clone(), a.pool);
+            self.hold(key.clone(), a.pool);
         }
         // Why the status addresses cannot stay, asked before anything moves.
         let cleared: Option<AllocationError> = if status.is_empty() {
@@ -180,14 +191,14 @@ impl Core {
         match result {
             Ok(assignment) => {
                 self.pending.remove(&key);
-                self.holding.insert(key, assignment.pool.clone());
+                self.hold(key, assignment.pool.clone());
                 Outcome::Assigned {
                     assignment,
                     cleared,
                 }
             }
             Err(error) => {
-                self.holding.remove(&key);
+                self.unhold(&key);
                 if freed_addresses_may_help(&error) {
                     self.pending.insert(key);
                 } else {
@@ -202,7 +213,7 @@ impl Core {
     /// whether it held some.
     pub fn remove(&mut self, key: &ServiceKey) -> bool {
         self.pending.remove(key);
-        if self.holding.remove(key).is_some() {
+        if self.unhold(key) {
             self.allocator.release(key);
             self.freed = true;
             true
@@ -248,10 +259,48 @@ impl Core {
             .flat_map(|c| c.pools.keys())
             .map(|p| (p.clone(), 0))
             .collect();
-        for pool in self.holding.values() {
-            *counts.entry(pool.clone()).or_default() += 1;
+        for (pool, held) in &self.held_per_pool {
+            match counts.get_mut(pool) {
+                Some(count) => *count += held,
+                None => {
+                    counts.insert(pool.clone(), *held);
+                }
+            }
         }
         counts
+    }
+
+    /// Records that the Service holds addresses of `pool`.
+    fn hold(&mut self, key: ServiceKey, pool: String) {
+        match self.held_per_pool.get_mut(&pool) {
+            Some(count) => *count += 1,
+            None => {
+                self.held_per_pool.insert(pool.clone(), 1);
+            }
+        }
+        if let Some(old) = self.holding.insert(key, pool) {
+            self.uncount(&old);
+        }
+    }
+
+    /// Records that the Service holds nothing; returns whether it held something.
+    fn unhold(&mut self, key: &ServiceKey) -> bool {
+        match self.holding.remove(key) {
+            Some(pool) => {
+                self.uncount(&pool);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn uncount(&mut self, pool: &str) {
+        if let Some(count) = self.held_per_pool.get_mut(pool) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.held_per_pool.remove(pool);
+            }
+        }
     }
 
     /// A whole pass over every Service, as at startup, after a relist or a configuration

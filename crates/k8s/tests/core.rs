@@ -202,3 +202,46 @@ fn only_failures_that_freed_addresses_can_end_are_retried() {
     // The address outside every pool stays unserved whatever is freed.
     assert_eq!(core.take_retries(), vec![key("full")]);
 }
+
+#[test]
+fn services_per_pool_follows_every_change_without_a_pass_over_the_services() {
+    // The counts are kept as Services gain and lose addresses (the controller publishes
+    // them after every change; counting all holders each time made one deletion cost a
+    // pass over every Service).
+    let mut core = core_with(vec![
+        pool("a", &["192.0.2.0/31"]),
+        pool("b", &["198.51.100.0/31"]),
+    ]);
+    let counts =
+        |core: &Core| -> Vec<(String, u64)> { core.services_per_pool().into_iter().collect() };
+    assert_eq!(counts(&core), vec![("a".into(), 0), ("b".into(), 0)]);
+    let s1 = service("s1", "2024-01-01T00:00:00Z", &[]);
+    let s2 = service("s2", "2024-01-02T00:00:00Z", &[]);
+    let s3 = service("s3", "2024-01-03T00:00:00Z", &[]);
+    for s in [&s1, &s2, &s3] {
+        assert!(matches!(core.reconcile(s, None), Outcome::Assigned { .. }));
+    }
+    assert_eq!(counts(&core), vec![("a".into(), 2), ("b".into(), 1)]);
+    // Reconciled again, unchanged: counted once.
+    core.reconcile(&s2, None);
+    assert_eq!(counts(&core), vec![("a".into(), 2), ("b".into(), 1)]);
+    assert!(core.remove(&key("s1")));
+    assert!(!core.remove(&key("s1")));
+    assert_eq!(counts(&core), vec![("a".into(), 1), ("b".into(), 1)]);
+    // No longer a LoadBalancer: it lets its address go.
+    let mut plain = s3.clone();
+    plain.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    core.reconcile(&plain, None);
+    assert_eq!(counts(&core), vec![("a".into(), 1), ("b".into(), 0)]);
+    // Pool "a" renamed "c", same addresses: the address stays, counted under "c".
+    let config = ferrolb_model::validate(&snapshot(vec![
+        pool("b", &["198.51.100.0/31"]),
+        pool("c", &["192.0.2.0/31"]),
+    ]))
+    .unwrap();
+    assert_eq!(core.set_config(config), ConfigChange::Applied);
+    assert!(core.holds(&key("s2")));
+    assert_eq!(counts(&core), vec![("b".into(), 0), ("c".into(), 1)]);
+    core.reset();
+    assert_eq!(counts(&core), vec![("b".into(), 0), ("c".into(), 0)]);
+}
