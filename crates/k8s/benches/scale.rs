@@ -42,7 +42,7 @@ use ferrolb_allocator::{Options, ServiceKey};
 use ferrolb_k8s::controller::Controller;
 use ferrolb_k8s::metrics::Metrics;
 use ferrolb_k8s::sink::Sink;
-use ferrolb_k8s::source::{Change, KINDS, Stores};
+use ferrolb_k8s::source::{Change, KINDS, Stores, changed_apart_from_status};
 use ferrolb_model::annotations::{
     ADDRESS_POOL, ALLOW_SHARED_IP, IP_ALLOCATED_FROM_POOL, LOAD_BALANCER_IPS,
 };
@@ -270,11 +270,18 @@ impl Memory {
 #[derive(Clone, Debug)]
 enum Write {
     /// `status.loadBalancer.ingress` of a Service set to these addresses.
-    Status { key: ServiceKey, ips: Vec<String> },
+    /// `rv` is the resource version the API server answered with (its watch event
+    /// carries the same).
+    Status {
+        key: ServiceKey,
+        ips: Vec<String>,
+        rv: String,
+    },
     /// Annotations of a Service set (or removed: `null`).
     Annotations {
         key: ServiceKey,
         annotations: Map<String, Value>,
+        rv: String,
     },
     /// The status of an IPAddressPool.
     PoolStatus { name: String, status: Value },
@@ -330,7 +337,11 @@ impl ApiLog {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.writes.push(Write::Status { key: key(), ips });
+                self.writes.push(Write::Status {
+                    key: key(),
+                    ips,
+                    rv: rv.to_string(),
+                });
                 "Service status"
             }
             ("PATCH", "services", None) => {
@@ -341,6 +352,7 @@ impl ApiLog {
                 self.writes.push(Write::Annotations {
                     key: key(),
                     annotations,
+                    rv: rv.to_string(),
                 });
                 "Service annotations"
             }
@@ -1072,7 +1084,7 @@ impl Bench {
             }
             for write in writes {
                 let change = match write {
-                    Write::Status { key, ips } => {
+                    Write::Status { key, ips, rv } => {
                         let Some(current) = self.stores.service(&key) else {
                             continue;
                         };
@@ -1092,13 +1104,17 @@ impl Bench {
                             continue;
                         }
                         lb.ingress = ingress;
-                        object.metadata.resource_version = Some(self.next_rv());
+                        object.metadata.resource_version = Some(rv);
                         self.writers
                             .services
                             .apply_watcher_event(&watcher::Event::Apply(object));
                         Change::Service(key)
                     }
-                    Write::Annotations { key, annotations } => {
+                    Write::Annotations {
+                        key,
+                        annotations,
+                        rv,
+                    } => {
                         let Some(current) = self.stores.service(&key) else {
                             continue;
                         };
@@ -1117,7 +1133,7 @@ impl Bench {
                         if *map == before {
                             continue;
                         }
-                        object.metadata.resource_version = Some(self.next_rv());
+                        object.metadata.resource_version = Some(rv);
                         self.writers
                             .services
                             .apply_watcher_event(&watcher::Event::Apply(object));
@@ -1135,12 +1151,19 @@ impl Bench {
                         if pool["status"] == status {
                             continue;
                         }
+                        let old = dynamic(pool);
                         pool["status"] = status;
                         pool["metadata"]["resourceVersion"] = rv.into();
                         let object = dynamic(pool);
+                        // The source reports a change of the configuration only when
+                        // more than the status changed (the same test it applies).
+                        let relevant = changed_apart_from_status(&old, &object);
                         self.writers
                             .pools
                             .apply_watcher_event(&watcher::Event::Apply(object));
+                        if !relevant {
+                            continue;
+                        }
                         Change::Config("IPAddressPool")
                     }
                 };
@@ -1322,11 +1345,13 @@ impl Bench {
         let mut pools: HashMap<ServiceKey, String> = HashMap::new();
         for w in writes {
             match w {
-                Write::Status { key, ips: list } => {
+                Write::Status { key, ips: list, .. } => {
                     let parsed = list.iter().filter_map(|s| s.parse().ok()).collect();
                     ips.insert(key.clone(), parsed);
                 }
-                Write::Annotations { key, annotations } => {
+                Write::Annotations {
+                    key, annotations, ..
+                } => {
                     if let Some(pool) = annotations
                         .get(IP_ALLOCATED_FROM_POOL)
                         .and_then(Value::as_str)
@@ -1575,8 +1600,8 @@ fn report(runs: &[Run], load: (&str, &str), baseline: Memory, end: Memory) -> St
          {}; heap peak during them {} (the bench's journal of the writes, about {}, included). \
          After the restart (the first controller dropped, the second alive): VmRSS {}, heap {}. \
          So the first controller's own heap was {} (its core and allocator, the kube client and \
-         the event recorder's cache of the 10,000 Events it published) and the second's, which \
-         published no Event, {}. VmHWM (peak RSS of the whole process: fixture, mocked API server and journal \
+         the event writer's cache of the Events it published, bounded to 4,096) and the \
+         second's, which published no Event, {}. VmHWM (peak RSS of the whole process: fixture, mocked API server and journal \
          included): {} after the first run, {} at the end.\n\n",
         mb(baseline.rss),
         mb(first.store_heap),
@@ -1600,8 +1625,8 @@ fn report(runs: &[Run], load: (&str, &str), baseline: Memory, end: Memory) -> St
     t += &format!(
         "Targets: full resync CPU ≤ 2 s: {} for the resync of a new controller ({} ms \
          controller thread, {} ms process, {} ms by getrusage(RUSAGE_SELF)); the first sync, \
-         which also makes 30,000 writes, took {} ms controller thread, {} ms process ({} ms by \
-         getrusage), {}. One deletion: {} ms of controller \
+         which also makes {} writes, took {} ms controller thread ({}), {} ms process ({} ms by \
+         getrusage). One deletion: {} ms of controller \
          CPU for the change itself. Memory ≤ 100 MB: {} by the process peak (VmHWM {}). \
          Checked: every Service got an address of the families it wants, from the pool or the \
          addresses it asked for; {} addresses are shared, each by Services with the same \
@@ -1610,14 +1635,15 @@ fn report(runs: &[Run], load: (&str, &str), baseline: Memory, end: Memory) -> St
         ms(resync),
         ms(resync_process),
         ms(resync_rusage),
+        first.initial.writes(),
         ms(initial),
-        ms(initial_process),
-        ms(initial_rusage),
-        if initial_process <= TARGET_CPU {
+        if initial <= TARGET_CPU {
             "within 2 s"
         } else {
-            "over 2 s"
+            "**over 2 s**"
         },
+        ms(initial_process),
+        ms(initial_rusage),
         ms(delete),
         verdict(hwm <= TARGET_MEMORY),
         mb(hwm),

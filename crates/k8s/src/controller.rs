@@ -16,11 +16,11 @@
 //! - The `ConfigurationState` is written when the result changes, at the start of a
 //!   term, and again when someone deletes it.
 
-use crate::core::{ConfigChange, Core, Labels};
+use crate::core::{ChangedPools, ConfigChange, Core, Labels};
 use crate::decision::{Outcome, decide};
 use crate::lease::{Elector, LeaseTimings, run_election};
 use crate::metrics::{Metrics, PoolMetrics};
-use crate::sink::Sink;
+use crate::sink::{Sink, Written};
 use crate::source::{Change, KINDS, Stores, watch_all};
 use ferrolb_allocator::{Options, ServiceKey};
 use ferrolb_model::Problem;
@@ -151,11 +151,19 @@ pub struct Controller {
     /// The status last written per pool, with the uid of the object it went to (a pool
     /// deleted and created again needs it written again).
     pool_status_written: BTreeMap<String, (Option<String>, IPAddressPoolStatus)>,
+    /// Pools whose status write failed: tried again at the next publish.
+    pool_status_retry: BTreeSet<String>,
     /// The leadership as the election publishes it, checked before every write: a
     /// long pass stops writing the moment the term ends, not at its end.
     leadership: Option<watch::Receiver<bool>>,
     /// The membership Secret to create when missing.
     memberlist_secret: Option<String>,
+    /// What the last writes to each Service left, until the store shows their last
+    /// version: a watch event of an intermediate version of our own writes (the status
+    /// written, the annotation not yet), or the store still showing the version they
+    /// were decided on, is read as the writes left the Service, so it writes nothing
+    /// again.
+    written: HashMap<ServiceKey, Written>,
 }
 
 impl Controller {
@@ -173,8 +181,10 @@ impl Controller {
             config_problems: None,
             config_state_written: false,
             pool_status_written: BTreeMap::new(),
+            pool_status_retry: BTreeSet::new(),
             leadership: None,
             memberlist_secret: None,
+            written: HashMap::new(),
         }
     }
 
@@ -244,6 +254,7 @@ impl Controller {
             self.core.reset();
             self.config_state_written = false;
             self.pool_status_written.clear();
+            self.written.clear();
         }
     }
 
@@ -314,6 +325,7 @@ impl Controller {
             }
             Change::ServiceDeleted(key) => {
                 self.metrics.update();
+                self.written.remove(&key);
                 if self.active {
                     self.core.remove(&key);
                 }
@@ -330,6 +342,7 @@ impl Controller {
             return;
         }
         self.core.reset();
+        self.written.clear();
         self.write_configuration_state().await;
         self.ensure_memberlist_secret().await;
         self.active = true;
@@ -358,6 +371,8 @@ impl Controller {
     }
 
     async fn config_changed(&mut self) {
+        // A pool object may be new (created again: its status is written again).
+        self.core.touch_all_pools();
         let change = self.load_config().await;
         if !self.active {
             return;
@@ -427,8 +442,35 @@ impl Controller {
             .collect()
     }
 
+    /// The Service as this controller should read it: as stored, or, when the store
+    /// shows a version our last writes went through, as those writes left it.
+    fn as_written(&mut self, key: &ServiceKey, service: Arc<Service>) -> Arc<Service> {
+        let Some(written) = self.written.get(key) else {
+            return service;
+        };
+        if !written.covers(&service) || written.is_final(&service) {
+            // Someone else's change, or the store shows all we wrote.
+            self.written.remove(key);
+            return service;
+        }
+        Arc::new(written.apply(&service))
+    }
+
     async fn full_sync(&mut self) {
-        let services = self.stores.services.state();
+        let services: Vec<Arc<Service>> = self
+            .stores
+            .services
+            .state()
+            .into_iter()
+            .map(|s| {
+                if self.written.is_empty() {
+                    s
+                } else {
+                    let key = ServiceKey::of(&s);
+                    self.as_written(&key, s)
+                }
+            })
+            .collect();
         let namespaces = self.namespaces();
         let refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
         let labels = |ns: &str| -> Option<&Labels> {
@@ -468,9 +510,11 @@ impl Controller {
 
     async fn reconcile_key(&mut self, key: &ServiceKey, quiet: bool) {
         let Some(service) = self.stores.service(key) else {
+            self.written.remove(key);
             self.core.remove(key);
             return;
         };
+        let service = self.as_written(key, service);
         let namespace = self.stores.namespace(&key.namespace);
         let labels = namespace.as_ref().and_then(|n| n.metadata.labels.as_ref());
         let outcome = self.core.reconcile(&service, labels);
@@ -482,9 +526,32 @@ impl Controller {
         if update.is_empty() || !self.may_write() {
             return;
         }
-        if let Err(e) = self.sink.write_service(service, &update).await {
-            self.metrics.update_error();
-            tracing::warn!("{e}");
+        match self.sink.write_service(service, &update).await {
+            Ok(mut written) if written.versions.len() > 1 => {
+                let key = ServiceKey::of(service);
+                // Written from the view of earlier writes: the versions those went
+                // through are still ours (the store may show one of them next).
+                if let Some(old) = self.written.remove(&key)
+                    && old.uid == written.uid
+                    && old.versions.last() == written.versions.first()
+                {
+                    let mut versions = old.versions;
+                    versions.extend(written.versions.into_iter().skip(1));
+                    written.versions = versions;
+                    if written.ingress.is_none() {
+                        written.ingress = old.ingress;
+                    }
+                    for (k, v) in old.annotations {
+                        written.annotations.entry(k).or_insert(v);
+                    }
+                }
+                self.written.insert(key, written);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.update_error();
+                tracing::warn!("{e}");
+            }
         }
     }
 
@@ -494,32 +561,64 @@ impl Controller {
         }
     }
 
+    /// Publishes the pools whose usage changed since the last publish (every pool after
+    /// a new term or a configuration change): their metrics, and their status when it
+    /// differs from what the pool object shows. Work proportional to the pools changed.
     async fn publish_pools(&mut self) {
-        let usages = self.core.usages();
-        let services = self.core.services_per_pool();
-        let pools: BTreeMap<String, PoolMetrics> = usages
-            .iter()
-            .map(|(name, usage)| {
-                let count = services.get(name).copied().unwrap_or(0);
-                (
-                    name.clone(),
-                    PoolMetrics {
-                        usage: *usage,
-                        services: count,
-                    },
-                )
-            })
-            .collect();
-        self.metrics.set_pools(pools);
-        if !self.may_write() {
+        let changed = self.core.take_changed_pools();
+        let names: Vec<String> = match changed {
+            ChangedPools::All => {
+                let usages = self.core.usages();
+                let services = self.core.services_per_pool();
+                let pools: BTreeMap<String, PoolMetrics> = usages
+                    .iter()
+                    .map(|(name, usage)| {
+                        let count = services.get(name).copied().unwrap_or(0);
+                        (
+                            name.clone(),
+                            PoolMetrics {
+                                usage: *usage,
+                                services: count,
+                            },
+                        )
+                    })
+                    .collect();
+                self.metrics.set_pools(pools);
+                self.pool_status_written
+                    .retain(|name, _| usages.contains_key(name));
+                self.pool_status_retry.clear();
+                usages.into_keys().collect()
+            }
+            ChangedPools::These(names) => {
+                for name in &names {
+                    let metrics = self.core.usage(name).map(|usage| PoolMetrics {
+                        usage,
+                        services: self.core.services_in(name),
+                    });
+                    self.metrics.set_pool(name, metrics);
+                }
+                let mut names: BTreeSet<String> = names;
+                names.extend(std::mem::take(&mut self.pool_status_retry));
+                names.into_iter().collect()
+            }
+        };
+        if !self.may_write() || names.is_empty() {
             return;
         }
-        self.pool_status_written
-            .retain(|name, _| usages.contains_key(name));
-        for (name, usage) in usages {
+        // One pass over the pool objects when many are asked for, else one lookup each.
+        let shown_all = (names.len() > 4).then(|| self.stores.pool_statuses());
+        for name in names {
+            let Some(usage) = self.core.usage(&name) else {
+                self.pool_status_written.remove(&name);
+                continue;
+            };
             let status = usage.to_status();
             // A pool of the configuration whose object is gone (deleted meanwhile).
-            let Some((uid, shown)) = self.stores.pool_status(&name) else {
+            let shown = match &shown_all {
+                Some(all) => all.get(&name).cloned(),
+                None => self.stores.pool_status(&name),
+            };
+            let Some((uid, shown)) = shown else {
                 continue;
             };
             let written = (uid, status);
@@ -531,6 +630,7 @@ impl Controller {
             {
                 self.metrics.update_error();
                 tracing::warn!("{e}");
+                self.pool_status_retry.insert(name);
                 continue;
             }
             self.pool_status_written.insert(name, written);

@@ -25,6 +25,15 @@ pub enum ConfigChange {
     Invalid(Vec<Problem>),
 }
 
+/// Which pools' usage may have changed, as [`Core::take_changed_pools`] says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangedPools {
+    /// Every pool (a new term, a new configuration, or [`Core::touch_all_pools`]).
+    All,
+    /// These pools only (none: nothing changed).
+    These(BTreeSet<String>),
+}
+
 /// The controller core. One per leader term: a new leader starts from an empty core and
 /// claims the addresses Services show in their status first.
 #[derive(Debug)]
@@ -41,6 +50,9 @@ pub struct Core {
     pending: BTreeSet<ServiceKey>,
     /// Whether addresses were freed since the last [`Core::take_retries`].
     freed: bool,
+    /// The pools whose usage changed since the last [`Core::take_changed_pools`]
+    /// (`None`: all of them).
+    changed_pools: Option<BTreeSet<String>>,
 }
 
 impl Core {
@@ -54,6 +66,7 @@ impl Core {
             held_per_pool: HashMap::new(),
             pending: BTreeSet::new(),
             freed: false,
+            changed_pools: None,
         }
     }
 
@@ -100,6 +113,7 @@ impl Core {
             *self.held_per_pool.entry(pool.clone()).or_default() += 1;
         }
         self.config = Some(config);
+        self.changed_pools = None;
         ConfigChange::Applied
     }
 
@@ -111,6 +125,7 @@ impl Core {
         self.held_per_pool.clear();
         self.pending.clear();
         self.freed = false;
+        self.changed_pools = None;
     }
 
     /// The first step of a full sync for one Service: if it holds nothing yet and its
@@ -251,6 +266,37 @@ impl Core {
             .collect()
     }
 
+    /// Usage of one pool of the configuration in force.
+    pub fn usage(&self, pool: &str) -> Option<PoolUsage> {
+        self.allocator.usage(pool)
+    }
+
+    /// Number of Services holding addresses of one pool.
+    pub fn services_in(&self, pool: &str) -> u64 {
+        self.held_per_pool.get(pool).copied().unwrap_or(0)
+    }
+
+    /// The pools whose usage may have changed since the last call, forgotten by it.
+    pub fn take_changed_pools(&mut self) -> ChangedPools {
+        match self.changed_pools.replace(BTreeSet::new()) {
+            None => ChangedPools::All,
+            Some(these) => ChangedPools::These(these),
+        }
+    }
+
+    /// Makes the next [`Core::take_changed_pools`] say every pool.
+    pub fn touch_all_pools(&mut self) {
+        self.changed_pools = None;
+    }
+
+    fn touch_pool(&mut self, pool: &str) {
+        if let Some(set) = &mut self.changed_pools
+            && !set.contains(pool)
+        {
+            set.insert(pool.to_string());
+        }
+    }
+
     /// Number of Services holding addresses, per pool (every pool listed).
     pub fn services_per_pool(&self) -> BTreeMap<String, u64> {
         let mut counts: BTreeMap<String, u64> = self
@@ -272,6 +318,7 @@ impl Core {
 
     /// Records that the Service holds addresses of `pool`.
     fn hold(&mut self, key: ServiceKey, pool: String) {
+        self.touch_pool(&pool);
         match self.held_per_pool.get_mut(&pool) {
             Some(count) => *count += 1,
             None => {
@@ -295,6 +342,7 @@ impl Core {
     }
 
     fn uncount(&mut self, pool: &str) {
+        self.touch_pool(pool);
         if let Some(count) = self.held_per_pool.get_mut(pool) {
             *count = count.saturating_sub(1);
             if *count == 0 {

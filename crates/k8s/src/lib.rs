@@ -27,11 +27,15 @@
 //!   (`IPAllocated`, `AllocationFailed`, `ClearAssignment`, with its messages). Pure.
 //! - [`sink`]: the writes: Service status through the status subresource (a merge patch
 //!   carrying the resource version read; 409 Conflict → read again, retry), the
-//!   annotation (a merge patch of the Service), Events (`events.k8s.io/v1`, kube's
-//!   `Recorder`), `IPAddressPool` status counts (status subresource) and the
+//!   annotation (a merge patch of the Service), Events (`events.k8s.io/v1`, through
+//!   [`events`]), `IPAddressPool` status counts (status subresource) and the
 //!   `ConfigurationState` named `controller`, labelled
 //!   `metallb.io/component-type: controller` (server-side apply, then its status).
-//! - [`controller`]: the loop tying them together (see its docs for the rules).
+//! - [`events`]: the Event writer: a repeat within six minutes is a `series` patch of
+//!   the Event written first, and the cache of Events written is bounded.
+//! - [`controller`]: the loop tying them together (see its docs for the rules). The
+//!   watch events of its own writes (the status written, the annotation next) are
+//!   recognised by their resource versions and write nothing again.
 //! - [`lease`]: leader election.
 //! - [`metrics`]: the numbers behind MetalLB's controller metrics, for the binary to
 //!   serve.
@@ -74,6 +78,7 @@
 pub mod controller;
 pub mod core;
 pub mod decision;
+pub mod events;
 pub mod lease;
 pub mod metrics;
 pub mod sink;

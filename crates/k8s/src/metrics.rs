@@ -85,6 +85,20 @@ impl Metrics {
         }
     }
 
+    /// Replaces one pool's numbers (`None`: the pool is gone).
+    pub fn set_pool(&self, name: &str, pool: Option<PoolMetrics>) {
+        if let Ok(mut p) = self.pools.lock() {
+            match pool {
+                Some(pool) => {
+                    p.insert(name.to_string(), pool);
+                }
+                None => {
+                    p.remove(name);
+                }
+            }
+        }
+    }
+
     /// A copy of everything.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {

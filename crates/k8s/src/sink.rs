@@ -3,6 +3,7 @@
 //! `ConfigurationState`.
 
 use crate::decision::{EventSpec, ServiceUpdate, annotations_patch, status_patch};
+use crate::events::{EventRecord, EventWriter};
 use ferrolb_allocator::status_ips;
 use ferrolb_model::Problem;
 use ferrolb_model::crd::{ConfigurationState, IPAddressPool, IPAddressPoolStatus};
@@ -10,10 +11,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// How often a status write that met a 409 Conflict is tried in all.
 pub const STATUS_ATTEMPTS: usize = 5;
@@ -52,7 +54,76 @@ pub enum SinkError {
 pub struct Sink {
     client: Client,
     namespace: String,
-    recorder: Recorder,
+    events: EventWriter,
+}
+
+/// What a Service write left on the API server: the versions the object went through
+/// and what they show, so the controller recognises the watch events of its own writes
+/// (the status subresource's answer shows the new status without the annotation written
+/// next; the store may still show the version the write was decided on).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The Service's uid.
+    pub uid: Option<String>,
+    /// The resource versions that show the Service as written or older (superseded by
+    /// the writes), oldest first: the version decided on, then each write's answer. The
+    /// last is the Service as the writes left it.
+    pub versions: Vec<String>,
+    /// The ingress addresses written, if they were.
+    pub ingress: Option<Vec<IpAddr>>,
+    /// The annotations set (`Some`) or removed (`None`).
+    pub annotations: BTreeMap<String, Option<String>>,
+}
+
+impl Written {
+    /// Whether a Service as stored is one of the versions these writes went through
+    /// (or superseded), of the same object.
+    pub fn covers(&self, service: &Service) -> bool {
+        self.uid == service.metadata.uid
+            && service
+                .metadata
+                .resource_version
+                .as_ref()
+                .is_some_and(|rv| self.versions.contains(rv))
+    }
+
+    /// Whether a Service as stored is the last version these writes left.
+    pub fn is_final(&self, service: &Service) -> bool {
+        service.metadata.resource_version.is_some()
+            && self.versions.last() == service.metadata.resource_version.as_ref()
+    }
+
+    /// The Service as the writes left it: `service` (one of [`Written::versions`]) with
+    /// the ingress and annotations written, at the last version.
+    pub fn apply(&self, service: &Service) -> Service {
+        let mut view = service.clone();
+        if let Some(ips) = &self.ingress {
+            let status = view.status.get_or_insert_with(Default::default);
+            let lb = status.load_balancer.get_or_insert_with(Default::default);
+            lb.ingress = (!ips.is_empty()).then(|| {
+                ips.iter()
+                    .map(|ip| k8s_openapi::api::core::v1::LoadBalancerIngress {
+                        ip: Some(ip.to_string()),
+                        ..Default::default()
+                    })
+                    .collect()
+            });
+        }
+        if !self.annotations.is_empty() {
+            let map = view
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            for (k, v) in &self.annotations {
+                match v {
+                    Some(v) => map.insert(k.clone(), v.clone()),
+                    None => map.remove(k),
+                };
+            }
+        }
+        view.metadata.resource_version = self.versions.last().cloned();
+        view
+    }
 }
 
 fn is_code(e: &kube::Error, code: u16) -> bool {
@@ -64,14 +135,19 @@ impl Sink {
     /// `ConfigurationState` live); events are reported as `reporter`.
     pub fn new(client: Client, namespace: impl Into<String>, reporter: Reporter) -> Self {
         Sink {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventWriter::new(client.clone(), reporter),
             client,
             namespace: namespace.into(),
         }
     }
 
+    /// The Event writer.
+    pub fn events(&self) -> &EventWriter {
+        &self.events
+    }
+
     /// Carries out a Service's update: the status, then the annotations, then the
-    /// events. The status patch carries the resource version read, so a Service changed
+    /// events. Returns what the writes left ([`Written`]). The status patch carries the resource version read, so a Service changed
     /// meanwhile answers 409 Conflict; then the Service is read again and the write
     /// retried (unless it was replaced by another object of that name, or already shows
     /// the addresses: then the update was decided on a stale copy and its events are
@@ -80,7 +156,7 @@ impl Sink {
         &self,
         service: &Service,
         update: &ServiceUpdate,
-    ) -> Result<(), SinkError> {
+    ) -> Result<Written, SinkError> {
         let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
         let name = service.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
@@ -88,6 +164,13 @@ impl Sink {
         // The Service as read again, when the update turned out to be decided on a stale
         // copy that already showed the addresses.
         let mut stale: Option<Service> = None;
+        let mut written = Written {
+            uid: service.metadata.uid.clone(),
+            versions: service.metadata.resource_version.iter().cloned().collect(),
+            ingress: None,
+            annotations: BTreeMap::new(),
+        };
+        let nothing = Written::default();
         if let Some(ips) = &update.ingress {
             let mut resource_version = service.metadata.resource_version.clone();
             let mut done = false;
@@ -97,7 +180,9 @@ impl Sink {
                     .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
-                    Ok(_) => {
+                    Ok(answer) => {
+                        written.versions.extend(answer.metadata.resource_version);
+                        written.ingress = Some(ips.clone());
                         done = true;
                         break;
                     }
@@ -106,7 +191,7 @@ impl Sink {
                         let fresh = match api.get_opt(name).await {
                             Ok(Some(fresh)) => fresh,
                             // Deleted meanwhile: nothing to write.
-                            Ok(None) => return Ok(()),
+                            Ok(None) => return Ok(nothing),
                             Err(source) => {
                                 return Err(SinkError::Api {
                                     what: what("reading"),
@@ -116,17 +201,21 @@ impl Sink {
                         };
                         if fresh.metadata.uid != service.metadata.uid {
                             // A new Service of that name: its own event will come.
-                            return Ok(());
+                            return Ok(nothing);
                         }
                         if status_ips(&fresh).0 == *ips {
                             tracing::debug!("{}: already written", what("status"));
+                            written
+                                .versions
+                                .extend(fresh.metadata.resource_version.clone());
+                            written.ingress = Some(ips.clone());
                             stale = Some(fresh);
                             done = true;
                             break;
                         }
                         resource_version = fresh.metadata.resource_version;
                     }
-                    Err(e) if is_code(&e, 404) => return Ok(()),
+                    Err(e) if is_code(&e, 404) => return Ok(nothing),
                     Err(source) => {
                         return Err(SinkError::Api {
                             what: what("status"),
@@ -157,8 +246,11 @@ impl Sink {
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => {}
-                Err(e) if is_code(&e, 404) => return Ok(()),
+                Ok(answer) => {
+                    written.versions.extend(answer.metadata.resource_version);
+                    written.annotations = annotations;
+                }
+                Err(e) if is_code(&e, 404) => return Ok(nothing),
                 Err(source) => {
                     return Err(SinkError::Api {
                         what: what("annotations"),
@@ -172,7 +264,7 @@ impl Sink {
                 self.publish(service, event).await;
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Publishes an Event about a Service (failures are logged: events are best
@@ -184,18 +276,13 @@ impl Sink {
             crate::decision::REASON_CLEAR => "Clear",
             _ => "Allocate",
         };
-        let ev = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+        let record = EventRecord {
+            warning: event.warning,
             reason: event.reason.to_string(),
-            note: Some(event.message.clone()),
+            note: event.message.clone(),
             action: action.to_string(),
-            secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+        if let Err(e) = self.events.publish(&record, &reference).await {
             tracing::warn!(
                 "publishing event {} on {}/{}: {e}",
                 event.reason,
@@ -299,14 +386,13 @@ impl Sink {
                 uid: applied.metadata.uid.clone(),
                 ..Default::default()
             };
-            let event = Event {
-                type_: EventType::Warning,
+            let record = EventRecord {
+                warning: true,
                 reason: REASON_CONFIG_INVALID.into(),
-                note: Some(event_note(problems)),
+                note: event_note(problems),
                 action: "LoadConfiguration".into(),
-                secondary: None,
             };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
+            if let Err(e) = self.events.publish(&record, &reference).await {
                 tracing::warn!("publishing event {REASON_CONFIG_INVALID}: {e}");
             }
         }

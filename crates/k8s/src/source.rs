@@ -30,6 +30,7 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::ready;
 use std::sync::Arc;
@@ -152,10 +153,12 @@ pub fn watch_all(
         let writer = Writer::new(ar);
         let reader = writer.as_reader();
         streams.push(changes(
-            watcher(api, config.clone()).default_backoff(),
+            watcher(api, config.clone())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None),
             writer,
             kind,
-            config_change(kind),
+            spec_change(kind),
         ));
         reader
     };
@@ -221,6 +224,89 @@ fn config_change<K>(kind: &'static str) -> impl Fn(&watcher::Event<K>) -> Option
     }
 }
 
+/// What of a `metallb.io` object the configuration is made of: all but its status
+/// and what the API server changes with any write (resource version, managed fields).
+#[derive(Clone, Debug, PartialEq)]
+struct Shape {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Shape {
+    fn of(object: &DynamicObject) -> Shape {
+        let mut metadata = object.metadata.clone();
+        metadata.resource_version = None;
+        metadata.managed_fields = None;
+        let mut data = object.data.as_object().cloned().unwrap_or_default();
+        data.remove("status");
+        Shape { metadata, data }
+    }
+}
+
+/// Whether two versions of a `metallb.io` object differ in more than their status (and
+/// resource version and managed fields): only then can the configuration differ. A
+/// write to the status subresource (the controller's own pool counts) changes nothing
+/// else.
+pub fn changed_apart_from_status(old: &DynamicObject, new: &DynamicObject) -> bool {
+    Shape::of(old) != Shape::of(new)
+}
+
+/// The changes of a `metallb.io` kind: every deletion, and an addition or change unless
+/// it touched the object's status only (then the configuration is the same, and
+/// reloading it, decoding and validating every object again, would be wasted).
+fn spec_change(kind: &'static str) -> impl FnMut(&watcher::Event<DynamicObject>) -> Option<Change> {
+    // The shapes last seen, by namespace and name.
+    let mut seen: HashMap<(Option<String>, Option<String>), Shape> = HashMap::new();
+    move |event| {
+        let key = |o: &DynamicObject| (o.metadata.namespace.clone(), o.metadata.name.clone());
+        match event {
+            watcher::Event::Init => {
+                seen.clear();
+                None
+            }
+            watcher::Event::InitApply(o) => {
+                seen.insert(key(o), Shape::of(o));
+                None
+            }
+            watcher::Event::InitDone => None,
+            watcher::Event::Apply(o) => {
+                let shape = Shape::of(o);
+                if seen.get(&key(o)) == Some(&shape) {
+                    tracing::debug!(
+                        "{kind} {}: status only, the configuration is the same",
+                        o.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    return None;
+                }
+                seen.insert(key(o), shape);
+                Some(Change::Config(kind))
+            }
+            watcher::Event::Delete(o) => {
+                seen.remove(&key(o));
+                Some(Change::Config(kind))
+            }
+        }
+    }
+}
+
+/// The annotation `kubectl apply` keeps the whole last applied object in: often the
+/// largest part of a stored object, and never read by ferrolb.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from an object what ferrolb never reads before it is stored: its managed
+/// fields and the `kubectl apply` annotation. The controller never writes a stored
+/// object back (only merge patches of the fields it owns), so nothing is lost.
+pub fn strip<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 /// A typed reflector: its store and its changes.
 pub(crate) fn typed<K>(
     api: Api<K>,
@@ -235,8 +321,8 @@ where
     let reader = writer.as_reader();
     let stream = watcher(api, config)
         .default_backoff()
-        // The managed fields are large and never read.
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None);
+        // The managed fields and `kubectl apply`'s copy are large and never read.
+        .modify(strip::<K>);
     (reader, changes(stream, writer, kind, map))
 }
 
@@ -245,7 +331,7 @@ fn changes<K, S>(
     stream: S,
     writer: Writer<K>,
     kind: &'static str,
-    map: impl Fn(&watcher::Event<K>) -> Option<Change> + Send + 'static,
+    mut map: impl FnMut(&watcher::Event<K>) -> Option<Change> + Send + 'static,
 ) -> BoxStream<'static, Change>
 where
     K: Resource + Clone + Send + Sync + 'static,
@@ -362,12 +448,28 @@ impl Stores {
             .state()
             .into_iter()
             .find(|o| o.metadata.name.as_deref() == Some(name))?;
-        let status = obj
-            .data
-            .get("status")
-            .and_then(|s| serde_json::from_value(s.clone()).ok());
-        Some((obj.metadata.uid.clone(), status))
+        Some(uid_and_status(&obj))
     }
+
+    /// [`Stores::pool_status`] of every `IPAddressPool`, by name, in one pass.
+    pub fn pool_statuses(&self) -> HashMap<String, PoolShown> {
+        self.pools
+            .state()
+            .into_iter()
+            .filter_map(|o| Some((o.metadata.name.clone()?, uid_and_status(&o))))
+            .collect()
+    }
+}
+
+/// An `IPAddressPool`'s `metadata.uid` and status, as [`Stores::pool_status`] says.
+pub type PoolShown = (Option<String>, Option<IPAddressPoolStatus>);
+
+fn uid_and_status(obj: &DynamicObject) -> PoolShown {
+    let status = obj
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok());
+    (obj.metadata.uid.clone(), status)
 }
 
 #[cfg(test)]

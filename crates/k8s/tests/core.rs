@@ -1,7 +1,7 @@
 //! The controller core fed hand-made Services and configurations (no HTTP).
 
 use ferrolb_allocator::{Options, ServiceKey};
-use ferrolb_k8s::core::{ConfigChange, Core};
+use ferrolb_k8s::core::{ChangedPools, ConfigChange, Core};
 use ferrolb_k8s::decision::{Outcome, decide};
 use ferrolb_model::Snapshot;
 use ferrolb_model::crd::IPAddressPool;
@@ -244,4 +244,41 @@ fn services_per_pool_follows_every_change_without_a_pass_over_the_services() {
     assert_eq!(counts(&core), vec![("b".into(), 0), ("c".into(), 1)]);
     core.reset();
     assert_eq!(counts(&core), vec![("b".into(), 0), ("c".into(), 0)]);
+}
+
+fn these(names: &[&str]) -> ChangedPools {
+    ChangedPools::These(names.iter().map(|n| n.to_string()).collect())
+}
+
+#[test]
+fn only_the_pools_a_change_touched_are_published_again() {
+    let mut core = core_with(vec![
+        pool("a", &["192.0.2.0/30"]),
+        pool("b", &["198.51.100.0/30"]),
+        pool("c", &["203.0.113.0/30"]),
+    ]);
+    // A new configuration: every pool.
+    assert_eq!(core.take_changed_pools(), ChangedPools::All);
+    assert_eq!(core.take_changed_pools(), these(&[]));
+    let mut asking = service("x", "2024-01-01T00:00:00Z", &[]);
+    asking
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("metallb.io/address-pool".into(), "b".into());
+    assert_eq!(ips(&core.reconcile(&asking, None)), vec!["198.51.100.0"]);
+    assert_eq!(core.take_changed_pools(), these(&["b"]));
+    assert_eq!(core.services_in("b"), 1);
+    assert_eq!(core.usage("b").map(|u| u.assigned_ipv4), Some(1));
+    // Reconciled again, unchanged: its pool's counts stay as they are, but it is asked
+    // again (cheap: one pool).
+    core.reconcile(&asking, None);
+    assert!(matches!(core.take_changed_pools(), ChangedPools::These(s) if s.len() <= 1));
+    assert!(core.remove(&key("x")));
+    assert_eq!(core.take_changed_pools(), these(&["b"]));
+    assert_eq!(core.services_in("b"), 0);
+    core.touch_all_pools();
+    assert_eq!(core.take_changed_pools(), ChangedPools::All);
+    core.reset();
+    assert_eq!(core.take_changed_pools(), ChangedPools::All);
 }
