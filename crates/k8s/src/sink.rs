@@ -213,6 +213,10 @@ impl Sink {
                             done = true;
                             break;
                         }
+                        // Read before our write: that version is superseded by it too.
+                        written
+                            .versions
+                            .extend(fresh.metadata.resource_version.clone());
                         resource_version = fresh.metadata.resource_version;
                     }
                     Err(e) if is_code(&e, 404) => return Ok(nothing),

@@ -17,6 +17,7 @@
 //! any other (MetalLB ignores them): the slices are read by their
 //! `kubernetes.io/service-name` label, whoever made them.
 
+use crate::events::{EventRecord, EventWriter};
 use crate::sink::SinkError;
 use crate::source::{Change, Stores, typed, watch_all};
 use ferrolb_election::Announced;
@@ -30,7 +31,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -215,7 +216,7 @@ pub struct StatusWriter {
     namespace: String,
     node: String,
     owner: Option<OwnerReference>,
-    recorder: Recorder,
+    events: EventWriter,
     /// What was written, by name (`None` before the first sync: unknown).
     l2: Option<BTreeMap<String, ServiceL2Status>>,
     bgp: Option<BTreeMap<String, ServiceBGPStatus>>,
@@ -239,7 +240,7 @@ impl StatusWriter {
             instance: Some(node.to_string()),
         };
         StatusWriter {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventWriter::new(client.clone(), reporter),
             client,
             namespace: namespace.to_string(),
             node: node.to_string(),
@@ -296,21 +297,16 @@ impl StatusWriter {
     }
 
     async fn publish(&self, service: &Service, protocol: &str) {
-        let event = Event {
-            type_: EventType::Normal,
+        let record = EventRecord {
+            warning: false,
             reason: REASON_NODE_ASSIGNED.into(),
-            note: Some(format!(
+            note: format!(
                 "announcing from node \"{}\" with protocol \"{protocol}\"",
                 self.node
-            )),
+            ),
             action: "Announce".into(),
-            secondary: None,
         };
-        if let Err(e) = self
-            .recorder
-            .publish(&event, &service.object_ref(&()))
-            .await
-        {
+        if let Err(e) = self.events.publish(&record, &service.object_ref(&())).await {
             tracing::warn!("publishing {REASON_NODE_ASSIGNED}: {e}");
         }
     }

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::{FakeApi, POOLS, Recorded, Reply, SERVICES, pool, service};
 use tokio::sync::watch;
@@ -347,4 +348,59 @@ async fn stored_services_lose_managed_fields_and_the_last_applied_copy() {
         Some("main")
     );
     assert!(stored[0].metadata.managed_fields.is_none());
+}
+
+#[tokio::test]
+async fn a_failed_pool_status_write_is_tried_again_at_the_next_change() {
+    let (client, fake) = FakeApi::start();
+    fake.set_items(
+        POOLS,
+        vec![
+            pool("main", "3", &["192.0.2.0/30"]),
+            pool("spare", "4", &["198.51.100.0/30"]),
+        ],
+    );
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    let main_status = format!("{POOLS}/main/status");
+    let spare_status = format!("{POOLS}/spare/status");
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (path, f) = (main_status.clone(), failures.clone());
+    fake.route(move |r| {
+        if r.method == "PATCH" && r.path == path && f.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some(Reply::Json(
+                500,
+                support::status(500, "InternalError", "etcd is slow"),
+            ));
+        }
+        None
+    });
+    let (stop, task) = start(client);
+    fake.wait_for("the failed pool status and the watch", |log| {
+        !patches(log, &main_status).is_empty()
+            && log.iter().any(|r| r.path == SERVICES && r.is_watch())
+    })
+    .await;
+    // A change that touches the other pool only.
+    let mut other = service("shop", "other", "8", "2024-01-02T00:00:00Z", &[]);
+    other["metadata"]["annotations"] = json!({"metallb.io/address-pool": "spare"});
+    fake.push(SERVICES, json!({"type": "ADDED", "object": other}));
+    let log = fake
+        .wait_for("main's status written again", |log| {
+            patches(log, &main_status).len() >= 2
+        })
+        .await;
+    assert_eq!(
+        patches(&log, &main_status)[1].body["status"]["assignedIPv4"],
+        1
+    );
+    let spare: Vec<_> = patches(&log, &spare_status)
+        .into_iter()
+        .map(|r| r.body["status"]["assignedIPv4"].clone())
+        .collect();
+    assert_eq!(spare.last(), Some(&json!(1)));
+    let _ = stop.send(true);
+    let _ = task.await;
 }
