@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use crate::session::{Action, Event, Inbound, PeerStatus, RouteAttributes, Session, State};
 
 enum Command {
-    SetRoutes(Vec<(IpNet, RouteAttributes)>),
+    SetRoutes(Vec<(IpNet, Arc<RouteAttributes>)>),
     PeerLost,
     Shutdown,
     Stop,
@@ -54,8 +54,13 @@ pub struct PeerHandle {
 }
 
 impl PeerHandle {
-    /// Replace the desired set of routes.
-    pub fn set_routes(&self, routes: Vec<(IpNet, RouteAttributes)>) {
+    /// Replace the desired set of routes (attributes given shared or not).
+    pub fn set_routes<I, A>(&self, routes: I)
+    where
+        I: IntoIterator<Item = (IpNet, A)>,
+        A: Into<Arc<RouteAttributes>>,
+    {
+        let routes = routes.into_iter().map(|(p, a)| (p, a.into())).collect();
         let _ = self.commands.send(Command::SetRoutes(routes));
     }
 

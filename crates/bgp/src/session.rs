@@ -54,8 +54,9 @@
 //! long, then withdraws everything and sends Cease (administrative shutdown);
 //! [`Session::stop`] sends the Cease at once.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -318,6 +319,11 @@ impl RouteAttributes {
         self.large_communities.dedup();
         self
     }
+
+    fn is_normalized(&self) -> bool {
+        self.communities.windows(2).all(|w| w[0] < w[1])
+            && self.large_communities.windows(2).all(|w| w[0] < w[1])
+    }
 }
 
 /// Message counters.
@@ -402,9 +408,11 @@ pub struct Session {
     shutdown_at: Option<Instant>,
     /// Shutting down: routes carry GRACEFUL_SHUTDOWN until `shutdown_at`.
     draining: bool,
-    desired: BTreeMap<IpNet, RouteAttributes>,
+    /// The routes wanted. Routes with equal attributes share one allocation of them (a
+    /// speaker's routes mostly carry a handful of distinct sets).
+    desired: BTreeMap<IpNet, Arc<RouteAttributes>>,
     /// What the peer has from us (attributes as sent, GRACEFUL_SHUTDOWN included).
-    sent: BTreeMap<IpNet, RouteAttributes>,
+    sent: BTreeMap<IpNet, Arc<RouteAttributes>>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -458,7 +466,7 @@ impl Session {
     }
 
     /// The routes the peer has from us, with their attributes as sent.
-    pub fn advertised(&self) -> &BTreeMap<IpNet, RouteAttributes> {
+    pub fn advertised(&self) -> &BTreeMap<IpNet, Arc<RouteAttributes>> {
         &self.sent
     }
 
@@ -560,14 +568,17 @@ impl Session {
     }
 
     /// Set the whole desired set of routes (host bits are cleared; a later entry for the
-    /// same prefix wins). Sent at once when Established.
-    pub fn set_routes<I>(&mut self, now: Instant, routes: I)
+    /// same prefix wins). Sent at once when Established. The attributes may come shared
+    /// (`Arc`): routes with equal attributes end up sharing one allocation either way.
+    pub fn set_routes<I, A>(&mut self, now: Instant, routes: I)
     where
-        I: IntoIterator<Item = (IpNet, RouteAttributes)>,
+        I: IntoIterator<Item = (IpNet, A)>,
+        A: Into<Arc<RouteAttributes>>,
     {
+        let mut shared = Interner::default();
         self.desired = routes
             .into_iter()
-            .map(|(p, a)| (p.trunc(), a.normalized()))
+            .map(|(p, a)| (p.trunc(), shared.get(a.into())))
             .collect();
         if self.state == State::Established {
             self.sync(now);
@@ -1113,17 +1124,18 @@ impl Session {
             return;
         };
         let usable = |f: Family| neg.families.contains(&f) && self.next_hop(f).is_some();
-        let target: BTreeMap<IpNet, RouteAttributes> = self
+        let mut draining = Interner::default();
+        let target: BTreeMap<IpNet, Arc<RouteAttributes>> = self
             .desired
             .iter()
             .filter(|(p, a)| usable(Family::of(p)) && fits(a))
             .map(|(p, a)| {
-                let mut a = a.clone();
-                if self.draining {
-                    a.communities.push(GRACEFUL_SHUTDOWN);
-                    a = a.normalized();
+                if !self.draining {
+                    return (*p, a.clone());
                 }
-                (*p, a)
+                let mut a = RouteAttributes::clone(a);
+                a.communities.push(GRACEFUL_SHUTDOWN);
+                (*p, draining.get(Arc::new(a)))
             })
             .collect();
 
@@ -1135,7 +1147,8 @@ impl Session {
             .collect();
         let mut groups: BTreeMap<(Family, &RouteAttributes), Vec<IpNet>> = BTreeMap::new();
         for (p, a) in &target {
-            if self.sent.get(p) != Some(a) {
+            let a: &RouteAttributes = a;
+            if self.sent.get(p).map(|s| &**s) != Some(a) {
                 groups.entry((Family::of(p), a)).or_default().push(*p);
             }
         }
@@ -1210,6 +1223,25 @@ impl Session {
             ));
         }
         out
+    }
+}
+
+/// One shared allocation per distinct set of attributes, normalized.
+#[derive(Default)]
+struct Interner(BTreeSet<Arc<RouteAttributes>>);
+
+impl Interner {
+    fn get(&mut self, attrs: Arc<RouteAttributes>) -> Arc<RouteAttributes> {
+        let attrs = if attrs.is_normalized() {
+            attrs
+        } else {
+            Arc::new(RouteAttributes::clone(&attrs).normalized())
+        };
+        if let Some(a) = self.0.get(&*attrs) {
+            return a.clone();
+        }
+        self.0.insert(attrs.clone());
+        attrs
     }
 }
 

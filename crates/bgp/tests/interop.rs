@@ -573,7 +573,7 @@ fn ecmp_from_two_speakers_then_withdraw() {
     );
 
     // Speaker A withdraws: only B is left.
-    speakers[0].set_routes(vec![]);
+    speakers[0].set_routes(Vec::<(ipnet::IpNet, RouteAttributes)>::new());
     let ok = eventually(Duration::from_secs(30), || {
         routers.iter().all(|r| hops(r) == [hb])
     });
@@ -590,7 +590,7 @@ fn ecmp_from_two_speakers_then_withdraw() {
     );
 
     // B too: the route is gone.
-    speakers[1].set_routes(vec![]);
+    speakers[1].set_routes(Vec::<(ipnet::IpNet, RouteAttributes)>::new());
     let ok = eventually(Duration::from_secs(30), || {
         routers.iter().all(|r| hops(r).is_empty())
     });

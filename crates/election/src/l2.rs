@@ -3,12 +3,11 @@
 
 use crate::endpoints::Endpoints;
 use crate::rank::rank_nodes;
-use ferrolb_model::annotations::{
-    self, ALLOW_SHARED_IP, ALLOW_SHARED_IP_LEGACY, EXCLUDE_FROM_EXTERNAL_LB,
-};
+use crate::service::ServiceFacts;
+use ferrolb_model::annotations::EXCLUDE_FROM_EXTERNAL_LB;
 use ferrolb_model::config::L2Advertisement;
 use ferrolb_model::{Config, Selector, Snapshot};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Node;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -16,8 +15,8 @@ use std::net::IpAddr;
 /// One Service with the addresses the allocator gave it.
 #[derive(Clone, Copy, Debug)]
 pub struct Assigned<'a> {
-    /// The Service.
-    pub service: &'a Service,
+    /// What the election needs of the Service.
+    pub service: &'a ServiceFacts,
     /// Its addresses.
     pub ips: &'a [IpAddr],
     /// The pool they came from.
@@ -166,10 +165,8 @@ pub fn elect_l2(
 
     for a in assigned {
         let svc = a.service;
-        let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
-        let name = svc.metadata.name.as_deref().unwrap_or("");
-        let key = format!("{namespace}/{name}");
-        let serving = endpoints.get(namespace, name);
+        let key = svc.key.to_string();
+        let serving = endpoints.get(svc.namespace(), svc.name());
         if serving.is_some_and(|s| !s.any) {
             plan.skipped.insert(key, Skip::NoServingEndpoint);
             continue;
@@ -179,17 +176,11 @@ pub fn elect_l2(
             .values()
             .filter(|ad| ad.pools.contains(a.pool))
             .collect();
-        let shared = annotations::get(
-            svc.metadata.annotations.as_ref(),
-            ALLOW_SHARED_IP,
-            ALLOW_SHARED_IP_LEGACY,
-        )
-        .is_some_and(|(v, _)| !v.is_empty());
-        if shared && pool_ads.iter().any(|ad| !ad.service_selectors.is_empty()) {
+        if svc.shares_ip && pool_ads.iter().any(|ad| !ad.service_selectors.is_empty()) {
             plan.skipped.insert(key, Skip::SharedWithServiceSelectors);
             continue;
         }
-        let labels = svc.metadata.labels.as_ref();
+        let labels = svc.labels.as_ref();
         let ads: Vec<&L2Advertisement> = pool_ads
             .into_iter()
             .filter(|ad| {
@@ -200,11 +191,7 @@ pub fn elect_l2(
             plan.skipped.insert(key, Skip::NoAdvertisement);
             continue;
         }
-        let local = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.external_traffic_policy.as_deref())
-            == Some("Local");
+        let local = svc.local_traffic;
         let mut candidates: BTreeMap<&str, u32> = BTreeMap::new();
         for (&node, view) in &nodes {
             let alive = live.is_none_or(|l| l.contains(node));

@@ -16,9 +16,11 @@ pub mod bgp;
 pub mod endpoints;
 pub mod l2;
 mod rank;
+pub mod service;
 
 pub use announced::Announced;
 pub use bgp::{BgpSkip, NodeBgpPlan, PeerPlan, Route, plan_bgp};
 pub use endpoints::Endpoints;
 pub use l2::{Assigned, Interfaces, IpPlan, L2Plan, Skip, elect_l2};
 pub use rank::{hash_key, rank_nodes};
+pub use service::ServiceFacts;

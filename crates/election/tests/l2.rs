@@ -1,6 +1,6 @@
 //! Layer 2 election rules, one case each.
 
-use ferrolb_election::{Assigned, Interfaces, Skip, elect_l2, rank_nodes};
+use ferrolb_election::{Assigned, Interfaces, ServiceFacts, Skip, elect_l2, rank_nodes};
 use ferrolb_model::config::{L2Advertisement, PreferredNodes};
 use ferrolb_model::{Config, Selector, Snapshot};
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -104,14 +104,16 @@ impl Case {
         self
     }
     fn run(&self, live: Option<&BTreeSet<String>>) -> ferrolb_election::L2Plan {
+        let facts: Vec<ServiceFacts> = self
+            .services
+            .iter()
+            .map(|(s, _, _)| ServiceFacts::of(s))
+            .collect();
         let assigned: Vec<Assigned<'_>> = self
             .services
             .iter()
-            .map(|(s, ips, pool)| Assigned {
-                service: s,
-                ips,
-                pool,
-            })
+            .zip(&facts)
+            .map(|((_, ips, pool), service)| Assigned { service, ips, pool })
             .collect();
         elect_l2(&self.config, &self.snapshot, &assigned, live)
     }

@@ -4,7 +4,10 @@
 //! gobgpd). Writes the tables into docs/benchmarks.md between the `bgp` markers and the
 //! raw numbers to docs/data/bgp.json (charted by scripts/plots). `FERROLB_BENCH_RUNS`
 //! (default 10) sets the runs of the link-cut scenario, `FERROLB_BENCH_BULK_RUNS`
-//! (default 5) those of the 10,000-prefix scenarios.
+//! (default 5) those of the 10,000-prefix scenarios. For profiling, `FERROLB_BENCH_WRAP`
+//! prefixes the agent's command line (e.g. `valgrind --tool=massif`, `env RUST_LOG=debug`)
+//! and `FERROLB_BENCH_PAUSE_S` keeps the memory run's agent alive that many seconds after
+//! its memory is read (its pid is printed), to look at it.
 //!
 //! Lab: one speaker host (`node-a`, 198.51.100.11 / 2001:db8::11, AS 64512) and two BIRD 2
 //! routers (`rtr1`, `rtr2`, AS 64501 and 64502) on one bridge. The speaker is ferrolb's
@@ -240,14 +243,17 @@ fn start_speaker(lab: &mut Lab, kind: Kind, setup: &Setup, dir: &Path) -> Result
             std::fs::create_dir_all(&manifests).map_err(|e| e.to_string())?;
             write_manifests(&manifests, setup)?;
             let log = dir.join("ferrolb.log");
-            let mut argv = vec![
+            let mut argv: Vec<String> = std::env::var("FERROLB_BENCH_WRAP")
+                .map(|w| w.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            argv.extend([
                 env!("CARGO_BIN_EXE_ferrolb").to_string(),
                 "run".into(),
                 "--manifests".into(),
                 manifests.display().to_string(),
                 "--node".into(),
                 NODE.into(),
-            ];
+            ]);
             if kind == Kind::FerrolbNoLocal {
                 argv.push("--no-local-routes".into());
             }
@@ -581,6 +587,10 @@ fn bulk(kind: Kind, runs: usize) -> Result<Bulk, String> {
     if ok {
         std::thread::sleep(Duration::from_secs(2));
         b.memory = Some(memory(&r.pids));
+        if let Ok(s) = std::env::var("FERROLB_BENCH_PAUSE_S") {
+            eprintln!("memory run: pid {} paused for {s} s", r.bgp_pid);
+            std::thread::sleep(Duration::from_secs(s.parse().unwrap_or(0)));
+        }
     }
     stop_speaker(&mut lab, &r, false);
     Ok(b)

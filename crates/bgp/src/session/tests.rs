@@ -709,7 +709,7 @@ fn ten_thousand_host_routes_are_packed() {
     assert_eq!(s.stats().updates_sent, updates.len() as u64);
 
     // Withdrawing them all is batched too.
-    s.set_routes(t0, []);
+    s.set_routes(t0, Vec::<(IpNet, RouteAttributes)>::new());
     let out = drain(&mut s);
     assert!(out.bytes.iter().all(|b| b.len() <= MAX_MESSAGE_LEN));
     let updates = out.updates(FOUR);

@@ -9,6 +9,7 @@
 //!   those the controller wrote in the Services' status ([`AssignmentSource::ServiceStatus`]).
 
 pub mod bgp;
+mod heap;
 pub mod local;
 mod net;
 mod source;
@@ -21,8 +22,8 @@ use crate::agent::state::{AgentState, Shared};
 use ferrolb_allocator::{
     Options, Outcome, ServiceKey, ServiceResult, allocate, is_ours, status_ips,
 };
-use ferrolb_bgp::Family;
-use ferrolb_election::{Announced, Assigned, Interfaces, elect_l2, plan_bgp};
+use ferrolb_bgp::{Family, RouteAttributes};
+use ferrolb_election::{Announced, Assigned, Interfaces, ServiceFacts, elect_l2, plan_bgp};
 use ferrolb_model::annotations::IP_ALLOCATED_FROM_POOL;
 use ferrolb_model::{Config, Problem, Snapshot};
 use ipnet::IpNet;
@@ -123,10 +124,19 @@ pub enum Input {
     Unreadable(String),
 }
 
-/// The configuration in force: the last valid one read.
+/// The configuration in force: the last valid one read, with its allocation.
+///
+/// The Services are allocated once per read; re-elections (members coming and going) use
+/// the allocation and what the election needs of each Service ([`ServiceFacts`]), so the
+/// Service objects themselves are not kept.
 struct InForce {
+    /// The objects read, without the Services.
     snapshot: Snapshot,
     config: Config,
+    /// The allocation of every Service that is ours (shared with `/status`).
+    allocations: Arc<Vec<ServiceResult>>,
+    /// For each allocation with a pool, what the election needs of its Service.
+    facts: Vec<Option<ServiceFacts>>,
 }
 
 /// Runs the standalone agent until SIGTERM or SIGINT.
@@ -167,7 +177,6 @@ pub async fn run_node(
     let mut sigint = signal(SignalKind::interrupt())?;
 
     let mut in_force: Option<InForce> = None;
-    let mut previous: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
     let mut local = LocalAddresses::default();
     if args.local_routes {
         LocalAddresses::strict_arp();
@@ -182,12 +191,17 @@ pub async fn run_node(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    // Freed memory is given back after big work: at once, and again at the next tick,
+    // once the sessions have taken their new routes.
+    let mut trim_next_tick = false;
     loop {
         let mut dirty = false;
+        let mut trim = false;
         tokio::select! {
             input = inputs.recv() => match input {
                 Some(Input::Read { snapshot, problems }) => {
-                    dirty |= apply_input(*snapshot, problems, &mut in_force, &shared);
+                    trim = true;
+                    dirty |= apply_input(args, *snapshot, problems, &mut in_force, &shared);
                     if let Some(f) = &in_force {
                         dirty |= members.ensure_started(args, &f.snapshot).await;
                     }
@@ -199,6 +213,7 @@ pub async fn run_node(
                 None => break,
             },
             _ = tick.tick() => {
+                trim = std::mem::take(&mut trim_next_tick);
                 if let Some(f) = &in_force {
                     dirty |= members.ensure_started(args, &f.snapshot).await;
                 }
@@ -214,7 +229,7 @@ pub async fn run_node(
                 bgp,
                 bgp_addresses,
                 mut announcements,
-            } = recompute(args, f, &mut previous, &members.live(), &shared);
+            } = recompute(args, f, &members.live(), &shared, announced.is_some());
             if !members.may_announce() {
                 owned.clear();
                 announcements.l2.clear();
@@ -247,6 +262,13 @@ pub async fn run_node(
                     changed
                 });
             }
+        }
+        if dirty {
+            trim = true;
+            trim_next_tick = true;
+        }
+        if trim {
+            heap::release_free_memory();
         }
         speaker.refresh_bfd_stats().await;
         {
@@ -287,7 +309,8 @@ pub async fn run_node(
 /// invalid one is logged with `check`'s lines and the last good one stays. Returns
 /// whether the configuration in force changed.
 fn apply_input(
-    snapshot: Snapshot,
+    args: &NodeOptions,
+    mut snapshot: Snapshot,
     mut problems: Vec<Problem>,
     in_force: &mut Option<InForce>,
     shared: &Shared,
@@ -309,7 +332,19 @@ fn apply_input(
             st.config_loaded = true;
             st.config_stale = false;
             st.problems.clear();
-            *in_force = Some(InForce { snapshot, config });
+            let outcome = assign(args, &config, &snapshot, in_force.as_ref());
+            let facts = service_facts(&snapshot, &outcome.results);
+            // Allocated: the Services are no longer needed.
+            snapshot.services = Vec::new();
+            let allocations = Arc::new(outcome.results);
+            st.allocations = allocations.clone();
+            st.usage = outcome.usage;
+            *in_force = Some(InForce {
+                snapshot,
+                config,
+                allocations,
+                facts,
+            });
             true
         }
         None => {
@@ -333,49 +368,71 @@ struct Computed {
     owned: BTreeMap<IpAddr, Interfaces>,
     /// Its BGP sessions, with their routes.
     bgp: BTreeMap<String, Wanted>,
-    /// The service addresses it announces over BGP (inside aggregated prefixes too).
+    /// The service addresses it announces over BGP (inside aggregated prefixes too);
+    /// only worked out when local routes are made.
     bgp_addresses: BTreeSet<IpAddr>,
-    /// The Services it announces, for status sinks.
+    /// The Services it announces, for status sinks; only worked out when asked for.
     announcements: Announced,
 }
 
-/// Allocates and elects: what this node announces.
-fn recompute(
+/// The Services' addresses under `config`: allocated here (sticking to those of the
+/// configuration in force, `before`), or as the Services' status shows them.
+fn assign(
     args: &NodeOptions,
-    f: &InForce,
-    previous: &mut BTreeMap<ServiceKey, Vec<IpAddr>>,
-    live: &Option<BTreeSet<String>>,
-    shared: &Shared,
-) -> Computed {
+    config: &Config,
+    snapshot: &Snapshot,
+    before: Option<&InForce>,
+) -> Outcome {
     let options = Options {
         lb_class: args.lb_class.clone(),
     };
-    let outcome = match args.assignments {
-        AssignmentSource::Allocate => allocate(&f.config, &f.snapshot, &options, previous),
-        AssignmentSource::ServiceStatus => from_status(&f.config, &f.snapshot, &options),
-    };
-    *previous = outcome
-        .results
-        .iter()
-        .filter(|r| !r.ips.is_empty())
-        .map(|r| (r.service.clone(), r.ips.clone()))
-        .collect();
-    let services: BTreeMap<ServiceKey, &k8s_openapi::api::core::v1::Service> = f
-        .snapshot
+    match args.assignments {
+        AssignmentSource::Allocate => {
+            let previous: BTreeMap<ServiceKey, Vec<IpAddr>> = before
+                .into_iter()
+                .flat_map(|f| f.allocations.iter())
+                .filter(|r| !r.ips.is_empty())
+                .map(|r| (r.service.clone(), r.ips.clone()))
+                .collect();
+            allocate(config, snapshot, &options, &previous)
+        }
+        AssignmentSource::ServiceStatus => from_status(config, snapshot, &options),
+    }
+}
+
+/// What the election needs of the Service of each result that has a pool.
+fn service_facts(snapshot: &Snapshot, results: &[ServiceResult]) -> Vec<Option<ServiceFacts>> {
+    let services: BTreeMap<ServiceKey, &k8s_openapi::api::core::v1::Service> = snapshot
         .services
         .iter()
         .map(|s| (ServiceKey::of(s), s))
         .collect();
-    let assigned: Vec<Assigned<'_>> = outcome
-        .results
+    results
         .iter()
-        .filter_map(|r| {
-            let pool = r.pool.as_deref()?;
-            let service = services.get(&r.service)?;
+        .map(|r| {
+            r.pool.as_ref()?;
+            services.get(&r.service).map(|s| ServiceFacts::of(s))
+        })
+        .collect()
+}
+
+/// Elects and plans: what this node announces.
+fn recompute(
+    args: &NodeOptions,
+    f: &InForce,
+    live: &Option<BTreeSet<String>>,
+    shared: &Shared,
+    want_announcements: bool,
+) -> Computed {
+    let assigned: Vec<Assigned<'_>> = f
+        .allocations
+        .iter()
+        .zip(&f.facts)
+        .filter_map(|(r, facts)| {
             Some(Assigned {
-                service,
+                service: facts.as_ref()?,
                 ips: &r.ips,
-                pool,
+                pool: r.pool.as_deref()?,
             })
         })
         .collect();
@@ -388,6 +445,8 @@ fn recompute(
     let addresses = NodeAddresses::of(&f.snapshot, &args.node);
     let mut wanted = BTreeMap::new();
     let mut bgp_problems = Vec::new();
+    // One allocation per distinct set of attributes, for every peer's routes.
+    let mut attributes: BTreeMap<RouteAttributes, Arc<RouteAttributes>> = BTreeMap::new();
     for (name, peer_plan) in &bgp_plan.peers {
         let Some(peer) = f.config.peers.get(name) else {
             continue;
@@ -412,20 +471,63 @@ fn recompute(
                         IpNet::V4(_) => families.contains(&Family::IPV4_UNICAST),
                         IpNet::V6(_) => families.contains(&Family::IPV6_UNICAST),
                     })
-                    .map(|(prefix, r)| (*prefix, route_attributes(r)))
+                    .map(|(prefix, r)| {
+                        let a = route_attributes(r);
+                        let shared = attributes
+                            .entry(a)
+                            .or_insert_with_key(|a| Arc::new(a.clone()));
+                        (*prefix, shared.clone())
+                    })
                     .collect();
                 wanted.insert(name.clone(), Wanted { settings, routes });
             }
             Err(problem) => bgp_problems.push(problem),
         }
     }
-    let bgp_services = bgp_plan.peers_of_services();
-    let bgp_addresses: BTreeSet<IpAddr> = outcome
-        .results
-        .iter()
-        .filter(|r| bgp_services.contains_key(r.service.to_string().as_str()))
-        .flat_map(|r| r.ips.iter().copied())
-        .collect();
+    // What only some callers need is not built for the others (with 10,000 Services
+    // each of these maps costs megabytes).
+    let bgp_services = if args.local_routes || want_announcements {
+        bgp_plan.peers_of_services()
+    } else {
+        BTreeMap::new()
+    };
+    let bgp_addresses: BTreeSet<IpAddr> = if args.local_routes {
+        f.allocations
+            .iter()
+            .filter(|r| bgp_services.contains_key(r.service.to_string().as_str()))
+            .flat_map(|r| r.ips.iter().copied())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let mut announcements = Announced::default();
+    if want_announcements {
+        announcements = announced_services(&args.node, &plan, bgp_services);
+    }
+    let mut st = shared.lock().expect("state lock");
+    if st.bgp_problems != bgp_problems {
+        for p in &bgp_problems {
+            warn!("{p}: no session with this peer");
+        }
+        st.bgp_problems = bgp_problems;
+    }
+    st.plan = plan;
+    st.bgp_plan = bgp_plan;
+    st.members = live.clone();
+    Computed {
+        owned,
+        bgp: wanted,
+        bgp_addresses,
+        announcements,
+    }
+}
+
+/// The Services `node` announces, with the interfaces (layer 2) and the peers (BGP).
+fn announced_services(
+    node: &str,
+    plan: &ferrolb_election::L2Plan,
+    bgp_services: BTreeMap<&str, BTreeSet<&str>>,
+) -> Announced {
     let mut announcements = Announced::default();
     for (svc, peers) in bgp_services {
         announcements.bgp.insert(
@@ -433,7 +535,7 @@ fn recompute(
             peers.into_iter().map(str::to_string).collect(),
         );
     }
-    for (_, p) in plan.owned_by(&args.node) {
+    for (_, p) in plan.owned_by(node) {
         let interfaces = match &p.interfaces {
             Interfaces::All => BTreeSet::new(),
             Interfaces::Named(names) => names.clone(),
@@ -446,24 +548,7 @@ fn recompute(
                 .extend(interfaces.iter().cloned());
         }
     }
-    let mut st = shared.lock().expect("state lock");
-    if st.bgp_problems != bgp_problems {
-        for p in &bgp_problems {
-            warn!("{p}: no session with this peer");
-        }
-        st.bgp_problems = bgp_problems;
-    }
-    st.allocations = outcome.results;
-    st.usage = outcome.usage;
-    st.plan = plan;
-    st.bgp_plan = bgp_plan;
-    st.members = live.clone();
-    Computed {
-        owned,
-        bgp: wanted,
-        bgp_addresses,
-        announcements,
-    }
+    announcements
 }
 
 /// The addresses the controller wrote in the Services' status (Kubernetes), as an
@@ -549,6 +634,109 @@ metadata: {name: other-class, namespace: x}
 spec: {type: LoadBalancer, loadBalancerClass: other}
 status: {loadBalancer: {ingress: [{ip: 192.0.2.5}]}}
 ";
+
+    fn options() -> NodeOptions {
+        NodeOptions {
+            node: "n1".into(),
+            metrics_addr: None,
+            gossip_port: 0,
+            membership_profile: "default".into(),
+            local_routes: false,
+            lb_class: None,
+            bgp_graceful_shutdown: None,
+            assignments: AssignmentSource::Allocate,
+        }
+    }
+
+    fn read(yaml: &str) -> Snapshot {
+        let loaded = load_documents([("t.yaml", yaml.as_bytes())]);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        loaded.snapshot
+    }
+
+    const POOL: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: a}
+spec: {addresses: [192.0.2.0/30]}
+";
+
+    fn svc(name: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\nspec: {{type: LoadBalancer}}\n"
+        )
+    }
+
+    fn ips_of(f: &InForce) -> BTreeMap<String, Vec<IpAddr>> {
+        f.allocations
+            .iter()
+            .map(|r| (r.service.name.clone(), r.ips.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_read_is_allocated_once_and_the_services_are_not_kept() {
+        let args = options();
+        let shared: Shared = Arc::new(std::sync::Mutex::new(AgentState::new("n1")));
+        let mut in_force = None;
+        let first = format!("{POOL}{}", svc("web"));
+        assert!(apply_input(
+            &args,
+            read(&first),
+            vec![],
+            &mut in_force,
+            &shared
+        ));
+        let f = in_force.as_ref().unwrap();
+        assert!(f.snapshot.services.is_empty());
+        assert_eq!(f.snapshot.pools.len(), 1);
+        let web = ips_of(f)["web"].clone();
+        assert_eq!(web.len(), 1);
+        // What the election needs of each allocated Service, in the same order.
+        assert_eq!(f.facts.len(), f.allocations.len());
+        let facts = f.facts[0].as_ref().unwrap();
+        assert_eq!(&*facts.key, "x/web");
+        assert_eq!(facts.labels.as_ref().unwrap()["app"], "web");
+        assert!(Arc::ptr_eq(
+            &f.allocations,
+            &shared.lock().unwrap().allocations
+        ));
+
+        // New Services around it: the address in force sticks.
+        let second = format!("{POOL}{}{}{}", svc("api"), svc("web"), svc("aaa"));
+        assert!(apply_input(
+            &args,
+            read(&second),
+            vec![],
+            &mut in_force,
+            &shared
+        ));
+        let got = ips_of(in_force.as_ref().unwrap());
+        assert_eq!(got["web"], web);
+        assert_eq!(got.len(), 3);
+        let all: BTreeSet<IpAddr> = got.values().flatten().copied().collect();
+        assert_eq!(all.len(), 3, "{got:?}");
+
+        // An invalid read changes nothing in force.
+        let before = in_force.as_ref().unwrap().allocations.clone();
+        let bad = format!(
+            "{}{}",
+            POOL.replace("192.0.2.0/30", "192.0.2.0/33"),
+            svc("web")
+        );
+        assert!(!apply_input(
+            &args,
+            read(&bad),
+            vec![],
+            &mut in_force,
+            &shared
+        ));
+        assert!(Arc::ptr_eq(
+            &before,
+            &in_force.as_ref().unwrap().allocations
+        ));
+        assert!(shared.lock().unwrap().config_stale);
+    }
 
     #[test]
     fn addresses_from_status_take_the_annotated_or_containing_pool() {

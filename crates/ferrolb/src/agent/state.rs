@@ -25,7 +25,7 @@ pub struct AgentState {
     /// The problems of the last invalid read.
     pub problems: Vec<String>,
     /// Allocation of every Service that is ours.
-    pub allocations: Vec<ServiceResult>,
+    pub allocations: Arc<Vec<ServiceResult>>,
     /// Addresses assigned and free, per pool.
     pub usage: BTreeMap<String, PoolUsage>,
     /// The layer 2 election.

@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use settings::PeerSettings;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
@@ -28,14 +29,15 @@ use tracing::{info, warn};
 pub struct Wanted {
     /// How to run the session.
     pub settings: PeerSettings,
-    /// The prefixes to announce, with their attributes.
-    pub routes: Vec<(IpNet, RouteAttributes)>,
+    /// The prefixes to announce, with their attributes (routes with equal attributes
+    /// share them).
+    pub routes: Vec<(IpNet, Arc<RouteAttributes>)>,
 }
 
 struct Running {
     settings: PeerSettings,
     handle: PeerHandle,
-    routes: Vec<(IpNet, RouteAttributes)>,
+    routes: Vec<(IpNet, Arc<RouteAttributes>)>,
     bfd_up: Option<bool>,
 }
 
