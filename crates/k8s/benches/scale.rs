@@ -1510,7 +1510,7 @@ fn report(runs: &[Run], load: (&str, &str), baseline: Memory, end: Memory) -> St
             runs.iter().map(|r| &r.initial).collect(),
         ),
         (
-            "then the watch echoes of those writes (20,000 Service events, 50 pool events)",
+            "then the watch events of those writes (20,000 Service events; the 50 pool status events are no configuration change, so the source reports none)",
             runs.iter().map(|r| &r.settle).collect(),
         ),
         (
@@ -1522,7 +1522,7 @@ fn report(runs: &[Run], load: (&str, &str), baseline: Memory, end: Memory) -> St
             runs.iter().map(|r| &r.relist).collect(),
         ),
         (
-            "one Service deleted, with the echo of its pool status write",
+            "one Service deleted (the watch event of its pool status write is no change)",
             runs.iter().flat_map(|r| r.deletions.iter()).collect(),
         ),
         (

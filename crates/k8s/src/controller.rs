@@ -451,6 +451,10 @@ impl Controller {
         if !written.covers(&service) || written.is_final(&service) {
             // Someone else's change, or the store shows all we wrote.
             self.written.remove(key);
+            if self.written.is_empty() {
+                // Every echo arrived: the room the first sync needed goes back.
+                self.written.shrink_to_fit();
+            }
             return service;
         }
         Arc::new(written.apply(&service))
@@ -542,7 +546,9 @@ impl Controller {
                         written.ingress = old.ingress;
                     }
                     for (k, v) in old.annotations {
-                        written.annotations.entry(k).or_insert(v);
+                        if !written.annotations.iter().any(|(new, _)| *new == k) {
+                            written.annotations.push((k, v));
+                        }
                     }
                 }
                 self.written.insert(key, written);

@@ -71,8 +71,9 @@ pub struct Written {
     pub versions: Vec<String>,
     /// The ingress addresses written, if they were.
     pub ingress: Option<Vec<IpAddr>>,
-    /// The annotations set (`Some`) or removed (`None`).
-    pub annotations: BTreeMap<String, Option<String>>,
+    /// The annotations set (`Some`) or removed (`None`) (a list: one or two, and one
+    /// of these is kept per Service until its watch event arrives).
+    pub annotations: Vec<(String, Option<String>)>,
 }
 
 impl Written {
@@ -168,7 +169,7 @@ impl Sink {
             uid: service.metadata.uid.clone(),
             versions: service.metadata.resource_version.iter().cloned().collect(),
             ingress: None,
-            annotations: BTreeMap::new(),
+            annotations: Vec::new(),
         };
         let nothing = Written::default();
         if let Some(ips) = &update.ingress {
@@ -252,7 +253,7 @@ impl Sink {
             {
                 Ok(answer) => {
                     written.versions.extend(answer.metadata.resource_version);
-                    written.annotations = annotations;
+                    written.annotations = annotations.into_iter().collect();
                 }
                 Err(e) if is_code(&e, 404) => return Ok(nothing),
                 Err(source) => {
