@@ -10,6 +10,11 @@
 //! an object that still does not fit into a [`Problem`], so one bad object makes the
 //! configuration invalid instead of stalling the watch.
 //!
+//! A change is reported only when it can change the configuration: a `metallb.io`
+//! object whose status alone changed (the controller's own pool counts) and a Node whose
+//! labels and addresses stayed the same (the kubelet's status reports) report nothing.
+//! Stored objects lose their managed fields and `kubectl apply`'s last-applied copy.
+//!
 //! The watcher relists by itself when a watch ends with 410 Gone; the relist replaces
 //! the store at its end and is reported as [`Change::Listed`], after which the caller
 //! compares what it holds with the store (deletions missed during the gap are found
@@ -138,7 +143,7 @@ pub fn watch_all(
         Api::<Node>::all(client.clone()),
         config.clone(),
         "Node",
-        config_change("Node"),
+        node_change(),
     );
     streams.push(s);
     let (secrets, s) = typed(
@@ -289,6 +294,61 @@ fn spec_change(kind: &'static str) -> impl FnMut(&watcher::Event<DynamicObject>)
     }
 }
 
+/// What of a Node the configuration reads: its labels (advertisements select nodes by
+/// them) and its addresses (a pool must not hold a node's address).
+#[derive(Clone, Debug, PartialEq)]
+struct NodeShape {
+    uid: Option<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    addresses: Option<Vec<k8s_openapi::api::core::v1::NodeAddress>>,
+}
+
+impl NodeShape {
+    fn of(node: &Node) -> NodeShape {
+        NodeShape {
+            uid: node.metadata.uid.clone(),
+            labels: node.metadata.labels.clone(),
+            addresses: node.status.as_ref().and_then(|s| s.addresses.clone()),
+        }
+    }
+}
+
+/// Whether two versions of a Node differ in what the configuration reads of it (its
+/// labels, its addresses): the kubelet's status reports (conditions, heartbeats, images)
+/// change nothing of it.
+pub fn node_changed_for_config(old: &Node, new: &Node) -> bool {
+    NodeShape::of(old) != NodeShape::of(new)
+}
+
+/// The changes of Nodes: every deletion, and an addition or change of what the
+/// configuration reads of a Node (see [`node_changed_for_config`]).
+fn node_change() -> impl FnMut(&watcher::Event<Node>) -> Option<Change> {
+    let mut seen: HashMap<String, NodeShape> = HashMap::new();
+    move |event| match event {
+        watcher::Event::Init => {
+            seen.clear();
+            None
+        }
+        watcher::Event::InitApply(n) => {
+            seen.insert(n.name_any(), NodeShape::of(n));
+            None
+        }
+        watcher::Event::InitDone => None,
+        watcher::Event::Apply(n) => {
+            let shape = NodeShape::of(n);
+            if seen.get(&n.name_any()) == Some(&shape) {
+                return None;
+            }
+            seen.insert(n.name_any(), shape);
+            Some(Change::Config("Node"))
+        }
+        watcher::Event::Delete(n) => {
+            seen.remove(&n.name_any());
+            Some(Change::Config("Node"))
+        }
+    }
+}
+
 /// The annotation `kubectl apply` keeps the whole last applied object in: often the
 /// largest part of a stored object, and never read by ferrolb.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -312,7 +372,7 @@ pub(crate) fn typed<K>(
     api: Api<K>,
     config: watcher::Config,
     kind: &'static str,
-    map: impl Fn(&watcher::Event<K>) -> Option<Change> + Send + 'static,
+    map: impl FnMut(&watcher::Event<K>) -> Option<Change> + Send + 'static,
 ) -> (Store<K>, BoxStream<'static, Change>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,

@@ -404,3 +404,53 @@ async fn a_failed_pool_status_write_is_tried_again_at_the_next_change() {
     let _ = stop.send(true);
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn a_node_status_report_is_no_configuration_change() {
+    const NODES: &str = "/api/v1/nodes";
+    let (client, fake) = FakeApi::start();
+    let node = |rv: &str, zone: &str, ip: &str, beat: &str| {
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": "node-a", "uid": "uid-node-a", "resourceVersion": rv,
+                            "labels": {"zone": zone}},
+               "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                          "conditions": [{"type": "Ready", "status": "True",
+                                          "lastHeartbeatTime": beat}]}})
+    };
+    fake.set_items(
+        NODES,
+        vec![node("1", "a", "10.0.0.1", "2024-01-01T00:00:00Z")],
+    );
+    let (_stores, changes) = watch_all(client, "metallb-system");
+    let mut changes = Box::pin(changes);
+    let opened = async {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.next()).await;
+            if fake.log().iter().any(|r| r.path == NODES && r.is_watch()) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), opened)
+        .await
+        .expect("the node watch");
+    while next_change(&mut changes).await.is_some() {}
+
+    // The kubelet's heartbeat: nothing the configuration reads.
+    let beat = node("2", "a", "10.0.0.1", "2024-01-01T00:05:00Z");
+    fake.push(NODES, json!({"type": "MODIFIED", "object": beat}));
+    assert_eq!(next_change(&mut changes).await, None);
+    // A label, then an address: changes.
+    let relabelled = node("3", "b", "10.0.0.1", "2024-01-01T00:05:00Z");
+    fake.push(NODES, json!({"type": "MODIFIED", "object": relabelled}));
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(Change::Config("Node"))
+    );
+    let moved = node("4", "b", "10.0.0.2", "2024-01-01T00:05:00Z");
+    fake.push(NODES, json!({"type": "MODIFIED", "object": moved}));
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(Change::Config("Node"))
+    );
+}
