@@ -7,6 +7,12 @@
 //!   address), then gives the others theirs.
 //! - A changed Service is reconciled alone; a deleted one frees its addresses and only
 //!   the Services that are waiting for one are retried.
+//! - The watch events of the controller's own writes write nothing again: a Service is
+//!   written in two steps (its status, then its annotation), and the store may show the
+//!   version in between, or still the one the writes were decided on. While it shows one
+//!   of the versions those writes went through, the Service is read as they left it.
+//! - After each change the pools whose counts changed (all of them after a new term or a
+//!   configuration change) get their metrics and status published.
 //! - A configuration change re-validates; a valid new configuration is put in force and
 //!   every Service reconciled again; an invalid one keeps the last good one in force
 //!   and shows in the `ConfigurationState` (and `metallb_k8s_client_config_stale_bool`).
