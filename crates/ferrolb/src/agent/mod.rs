@@ -71,6 +71,11 @@ pub struct Args {
     /// traffic away first. Default: withdraw at once.
     #[arg(long, value_parser = parse_duration)]
     pub bgp_graceful_shutdown: Option<Duration>,
+    /// Also accept the BGP connections peers open, on this address (e.g. `[::]:179`,
+    /// IPv4 peers included). Sessions dial all the same; a collision keeps one
+    /// connection as RFC 4271 says. Default: dial only.
+    #[arg(long)]
+    pub bgp_listen: Option<SocketAddr>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -94,6 +99,8 @@ pub struct NodeOptions {
     pub lb_class: Option<String>,
     /// Graceful-shutdown period of BGP sessions.
     pub bgp_graceful_shutdown: Option<Duration>,
+    /// Accept peers' BGP connections on this address too.
+    pub bgp_listen: Option<SocketAddr>,
     /// Where the Services' addresses come from.
     pub assignments: AssignmentSource,
 }
@@ -154,6 +161,7 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             local_routes: !args.no_local_routes,
             lb_class: args.lb_class,
             bgp_graceful_shutdown: args.bgp_graceful_shutdown,
+            bgp_listen: args.bgp_listen,
             assignments: AssignmentSource::Allocate,
         };
         run_node(options, rx, None).await
@@ -184,9 +192,13 @@ pub async fn run_node(
     }
     let mut members = net::Members::new();
     let mut l2 = net::Announcer::new();
-    let mut speaker = BgpSpeaker::new();
+    let mut speaker = match args.bgp_listen {
+        Some(addr) => BgpSpeaker::listening(addr)?,
+        None => BgpSpeaker::new(),
+    };
     let mut last_live: Option<BTreeSet<String>> = None;
     let mut l2_owned = false;
+    let mut bgp_accepting = false;
     // Membership settles with time, not only with inputs.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,6 +263,7 @@ pub async fn run_node(
                 // owns, and the addresses it announces over BGP (routers send it their
                 // share).
                 let mut accept: BTreeSet<IpAddr> = owned.keys().copied().collect();
+                bgp_accepting = !bgp_addresses.is_empty();
                 accept.extend(bgp_addresses);
                 local.sync(&accept).await;
             }
@@ -296,6 +309,11 @@ pub async fn run_node(
     };
     tokio::join!(speaker.shutdown(limit), layer2);
     if args.local_routes {
+        if bgp_accepting {
+            // The routers still send traffic until they have acted on the withdrawal
+            // (BIRD takes about 0.1 s for 10,000 routes): keep accepting it meanwhile.
+            tokio::time::sleep(BGP_DRAIN).await;
+        }
         local.sync(&BTreeSet::new()).await;
     }
     if let Some(tx) = &announced {
@@ -304,6 +322,10 @@ pub async fn run_node(
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long a stopping node keeps accepting the traffic of the addresses it withdrew
+/// over BGP (with local routes), while the routers move it away.
+const BGP_DRAIN: Duration = Duration::from_millis(300);
 
 /// A new read of the source. A valid configuration replaces the one in force; an
 /// invalid one is logged with `check`'s lines and the last good one stays. Returns
@@ -644,6 +666,7 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.5}]}}
             local_routes: false,
             lb_class: None,
             bgp_graceful_shutdown: None,
+            bgp_listen: None,
             assignments: AssignmentSource::Allocate,
         }
     }

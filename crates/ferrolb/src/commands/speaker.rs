@@ -46,6 +46,11 @@ pub struct Args {
     /// On shutdown, re-announce BGP routes with GRACEFUL_SHUTDOWN and wait this long.
     #[arg(long, value_parser = parse_duration)]
     pub bgp_graceful_shutdown: Option<Duration>,
+    /// Also accept the BGP connections peers open, on this address (e.g. `[::]:179`,
+    /// IPv4 peers included). Sessions dial all the same; a collision keeps one
+    /// connection as RFC 4271 says. Default: dial only.
+    #[arg(long)]
+    pub bgp_listen: Option<SocketAddr>,
     /// The speaker pod's name (owner of the status objects).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
@@ -128,6 +133,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         local_routes: args.local_routes,
         lb_class: args.lb_class,
         bgp_graceful_shutdown: args.bgp_graceful_shutdown,
+        bgp_listen: args.bgp_listen,
         assignments: AssignmentSource::ServiceStatus,
     };
     run_node(options, rx, Some(announced_tx)).await

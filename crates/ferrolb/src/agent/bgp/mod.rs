@@ -12,7 +12,7 @@
 pub mod settings;
 
 use ferrolb_bfd::io::{Bfd, IoConfig, PeerEvent};
-use ferrolb_bgp::io::{ConnectionOptions, PeerHandle};
+use ferrolb_bgp::io::{ConnectionOptions, IoError, Listener, PeerHandle};
 use ferrolb_bgp::{Event, PeerStatus, RouteAttributes, Session};
 use futures_util::future::select_all;
 use ipnet::IpNet;
@@ -69,6 +69,8 @@ pub struct BgpSpeaker {
     single_hop: Option<BfdDriver>,
     multihop: Option<BfdDriver>,
     bfd_stats: BTreeMap<IpAddr, ferrolb_bfd::SessionStats>,
+    /// Accepts the connections peers open, when asked to listen.
+    listener: Option<Listener>,
 }
 
 /// The local address the kernel would use to reach `remote` (no packet is sent: a UDP
@@ -84,9 +86,20 @@ pub fn local_towards(remote: IpAddr) -> Option<IpAddr> {
 }
 
 impl BgpSpeaker {
-    /// No sessions yet.
+    /// No sessions yet; sessions only dial.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No sessions yet; connections peers open to `addr` go to their sessions too (which
+    /// dial as well). Must be called within a tokio runtime.
+    pub fn listening(addr: SocketAddr) -> Result<Self, IoError> {
+        let listener = Listener::bind(addr)?;
+        info!(listen = %listener.local_addr(), "accepting BGP connections");
+        Ok(BgpSpeaker {
+            listener: Some(listener),
+            ..Self::default()
+        })
     }
 
     /// Brings the sessions in line with `wanted` (by BGPPeer name).
@@ -127,7 +140,11 @@ impl BgpSpeaker {
                 min_ttl: None,
             };
             info!(peer = %name, remote = %w.settings.remote, "starting BGP session");
-            let handle = match ferrolb_bgp::io::spawn_with(session, w.settings.remote, options) {
+            let spawned = match &self.listener {
+                Some(listener) => listener.spawn(session, w.settings.remote, options),
+                None => ferrolb_bgp::io::spawn_with(session, w.settings.remote, options),
+            };
+            let handle = match spawned {
                 Ok(h) => h,
                 Err(e) => {
                     warn!(peer = %name, "BGPPeer/{name}: {e}: no session");
