@@ -366,6 +366,37 @@ fn bfd_with_frr_bfdd_takes_a_cut_node_out() {
 }
 
 #[test]
+fn with_bgp_listen_the_router_can_open_the_session() {
+    let Some(mut c) = Cluster::new("bgpn", &[("svc.yaml", service("web", ""))]) else {
+        return;
+    };
+    // The agents cannot reach the router's port (nothing listens on 1790): only the
+    // connections the router opens to them, on port 179, can make the IPv4 sessions
+    // (TCP-MD5 keyed on the listening socket).
+    c.write(
+        "bgp.yaml",
+        &config_yaml().replace("password: ", "peerPort: 1790, password: "),
+    );
+    for (n, o) in NODES {
+        let pid = common::start_agent_with(
+            &mut c.lab,
+            n,
+            o,
+            c.dir.path(),
+            &["--bgp-listen", "[::]:179"],
+        );
+        c.pids.insert(n, pid);
+    }
+    let v4 = format!("{VIP4}/32");
+    assert!(
+        c.wait_hops(&v4, &BOTH4, LONG).is_some(),
+        "{:?}\n{}",
+        c.hops(&v4),
+        c.logs()
+    );
+}
+
+#[test]
 fn sigterm_withdraws_and_closes() {
     let Some(mut c) = Cluster::new("bgps", &[("svc.yaml", service("web", ""))]) else {
         return;

@@ -16,24 +16,27 @@ pub fn write_manifest(dir: &Path, file: &str, text: &str) {
 /// Starts `ferrolb run` on lab host `node` (address 198.51.100.`octet`) on the manifests
 /// of `dir`, logging to `dir/.NODE.log`, serving HTTP on port 9120; its PID.
 pub fn start_agent(lab: &mut Lab, node: &str, octet: u8, dir: &Path) -> u32 {
+    start_agent_with(lab, node, octet, dir, &[])
+}
+
+/// [`start_agent`] with more arguments for `ferrolb run`.
+pub fn start_agent_with(lab: &mut Lab, node: &str, octet: u8, dir: &Path, extra: &[&str]) -> u32 {
     let log = dir.join(format!(".{node}.log"));
-    lab.spawn(
+    let metrics = format!("198.51.100.{octet}:9120");
+    let mut argv = vec![
+        "env",
+        "RUST_LOG=info",
+        env!("CARGO_BIN_EXE_ferrolb"),
+        "run",
+        "--manifests",
+        dir.to_str().unwrap(),
+        "--node",
         node,
-        &[
-            "env",
-            "RUST_LOG=info",
-            env!("CARGO_BIN_EXE_ferrolb"),
-            "run",
-            "--manifests",
-            dir.to_str().unwrap(),
-            "--node",
-            node,
-            "--metrics-addr",
-            &format!("198.51.100.{octet}:9120"),
-        ],
-        Some(&log),
-    )
-    .expect("spawn ferrolb")
+        "--metrics-addr",
+        &metrics,
+    ];
+    argv.extend_from_slice(extra);
+    lab.spawn(node, &argv, Some(&log)).expect("spawn ferrolb")
 }
 
 /// The log of the agent on `node`, headed by its name.
