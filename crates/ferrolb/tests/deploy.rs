@@ -599,7 +599,8 @@ fn rbac_grants_what_the_binaries_use_and_no_wildcard() {
     }
 
     let c = Permissions::of(&objs, "ferrolb-controller");
-    assert!(c.cluster("", "services", &["list", "watch", "patch"]));
+    // get: the sink reads a Service again when its status write meets 409 Conflict.
+    assert!(c.cluster("", "services", &["get", "list", "watch", "patch"]));
     assert!(c.cluster("", "services/status", &["patch"]));
     assert!(c.cluster("", "namespaces", &["list", "watch"]));
     assert!(c.cluster("", "nodes", &["list", "watch"]));
@@ -678,7 +679,9 @@ fn rbac_grants_what_the_binaries_use_and_no_wildcard() {
     }
     assert!(s.cluster("discovery.k8s.io", "endpointslices", &["list", "watch"]));
     assert!(s.cluster("events.k8s.io", "events", &["create"]));
-    assert!(s.namespaced("", "pods", &["get", "list", "watch"]));
+    // Its own pod, the owner of its status objects (peers come from the Nodes).
+    assert!(s.namespaced("", "pods", &["get"]));
+    assert!(!s.any("", "pods", "list") && !s.any("", "pods", "watch"));
     assert!(s.namespaced("", "secrets", &["list", "watch"]));
     for kind in [
         "ipaddresspools",

@@ -61,8 +61,8 @@
 //!
 //! # RBAC the controller needs
 //!
-//! Services, Namespaces, Nodes: list, watch (cluster). Services: patch; services/status:
-//! patch. `events.k8s.io` events: create, patch. In its namespace: Secrets and every
+//! Services, Namespaces, Nodes: list, watch (cluster). Services: get (read again after a
+//! 409 Conflict of a status write), patch; services/status: patch. `events.k8s.io` events: create, patch. In its namespace: Secrets and every
 //! `metallb.io` kind: list, watch; ipaddresspools/status: patch; configurationstates:
 //! list, watch, create, patch; configurationstates/status: patch; Secrets: create (the
 //! membership Secret); `coordination.k8s.io` leases:
