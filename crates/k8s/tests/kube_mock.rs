@@ -772,3 +772,66 @@ async fn a_deleted_configuration_state_is_written_again() {
     assert_eq!(patches_of(&log, &state).len(), 2, "applied again");
     running.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_leader_is_replaced_within_15_seconds_and_not_before_its_lease_ends() {
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    fake.set_items(
+        SERVICES,
+        vec![service("shop", "web", "5", "2024-01-01T00:00:00Z", &[])],
+    );
+    // The old leader renews every 2 s (a new resource version each time) until it dies,
+    // 5 s in; the standby's takeover is timed in simulated time from that last renewal.
+    let t0 = tokio::time::Instant::now();
+    let died = std::time::Duration::from_secs(5);
+    let taken_at: Arc<std::sync::Mutex<Option<std::time::Duration>>> = Arc::default();
+    let t = taken_at.clone();
+    fake.route(move |r| {
+        if r.path != LEASE {
+            return None;
+        }
+        let now = t0.elapsed();
+        match r.method.as_str() {
+            "GET" if t.lock().unwrap().is_none() => {
+                let renewals = now.min(died).as_secs() / 2;
+                Some(Reply::Json(
+                    200,
+                    lease("old-leader", &format!("{}", 50 + renewals)),
+                ))
+            }
+            "GET" => Some(Reply::Json(200, lease("replica-b", "99"))),
+            "PUT" => {
+                t.lock().unwrap().get_or_insert(now);
+                let mut body = r.body.clone();
+                body["metadata"]["resourceVersion"] = json!("99");
+                Some(Reply::Json(200, body))
+            }
+            _ => None,
+        }
+    });
+    let election = Election {
+        lease_name: "ferrolb-controller".into(),
+        identity: "replica-b".into(),
+        timings: LeaseTimings::default(),
+    };
+    let running = start(client, Some(election));
+    fake.wait_for("the status write after the takeover", |log| {
+        !patches_of(log, WEB_STATUS).is_empty()
+    })
+    .await;
+    let taken = taken_at.lock().unwrap().expect("taken over");
+    // The last renewal happened at 4 s (renewals every 2 s until 5 s).
+    let last_renewal = std::time::Duration::from_secs(4);
+    let after = taken - last_renewal;
+    assert!(
+        after >= std::time::Duration::from_secs(10),
+        "taken {after:?} after the last renewal: the Lease was not honoured for its 10 s"
+    );
+    assert!(
+        after <= std::time::Duration::from_secs(15),
+        "taken {after:?} after the last renewal (at most 15 s)"
+    );
+    assert!(running.metrics.snapshot().leader);
+    running.stop().await;
+}
