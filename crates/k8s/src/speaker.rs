@@ -10,8 +10,11 @@
 //!   MetalLB's labels; written when the node starts announcing a Service and deleted when
 //!   it stops, with a `nodeAssigned` event on the Service. Names are deterministic
 //!   (`l2-` / `bgp-` and a hash of node and Service), so a restarted speaker finds its
-//!   objects again; at start, objects of this node that are no longer wanted are
-//!   deleted.
+//!   objects again (and writes those its previous pod owned again, now owned by itself);
+//!   at start, objects of this node that are no longer wanted are deleted.
+//! - [`StartGate`]: the first snapshot waits for the gossip Secret the controller
+//!   creates (at most [`GOSSIP_SECRET_WAIT`]), since the membership keeps the key it
+//!   starts with.
 //!
 //! Services without a selector whose EndpointSlices were made by hand are announced like
 //! any other (MetalLB ignores them): the slices are read by their
@@ -363,10 +366,7 @@ where
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for (name, obj) in want {
-        if written
-            .get(&name)
-            .is_some_and(|w| w.status_json() == obj.status_json())
-        {
+        if written.get(&name).is_some_and(|w| up_to_date(w, &obj)) {
             continue;
         }
         let mut body = serde_json::to_value(&obj).unwrap_or_default();
@@ -398,6 +398,15 @@ where
     (written, None)
 }
 
+/// Whether a status object as written (or listed) is the one wanted: the same status,
+/// labels and owner. An object a restarted speaker finds still owned by its previous
+/// pod is written again, or the garbage collector would delete it with that pod.
+pub fn up_to_date<K: Resource + HasStatus>(written: &K, wanted: &K) -> bool {
+    written.status_json() == wanted.status_json()
+        && written.meta().labels == wanted.meta().labels
+        && written.meta().owner_references == wanted.meta().owner_references
+}
+
 /// The status of a status object, as JSON (to compare and to write).
 pub trait HasStatus {
     /// The `status` field.
@@ -426,6 +435,85 @@ pub fn service_of(stores: &SpeakerStores, key: &str) -> Option<Arc<Service>> {
 /// far.
 pub fn all_listed(listed: &BTreeSet<&'static str>) -> bool {
     crate::source::KINDS.iter().all(|k| listed.contains(k)) && listed.contains(ENDPOINT_SLICE)
+}
+
+/// The Secret the speakers read their gossip key from (key
+/// [`crate::sink::MEMBERLIST_KEY`]), which the controller creates when it is missing.
+pub const MEMBERLIST_SECRET: &str = "memberlist";
+
+/// How long a starting speaker waits for the gossip Secret before it starts without it.
+pub const GOSSIP_SECRET_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The kind of the change [`gossip_wait_over`] reports.
+pub const GOSSIP_WAIT_OVER: &str = "GossipSecretWaitOver";
+
+/// One change, [`Change::Config`] of [`GOSSIP_WAIT_OVER`], `wait` from now: merged into
+/// the speaker's changes, it ends [`StartGate`]'s wait for the gossip Secret even when
+/// nothing else changes.
+pub fn gossip_wait_over(wait: std::time::Duration) -> impl Stream<Item = Change> + Send {
+    stream::once(async move {
+        tokio::time::sleep(wait).await;
+        Change::Config(GOSSIP_WAIT_OVER)
+    })
+}
+
+impl SpeakerStores {
+    /// Whether the gossip Secret ([`MEMBERLIST_SECRET`]) holds its key.
+    pub fn has_gossip_secret(&self) -> bool {
+        self.config.secrets.state().iter().any(|s| {
+            s.metadata.name.as_deref() == Some(MEMBERLIST_SECRET)
+                && s.data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(crate::sink::MEMBERLIST_KEY))
+        })
+    }
+}
+
+/// When a starting speaker hands its first snapshot to the node core, which starts the
+/// membership with the gossip key the snapshot holds and keeps that key: once every kind
+/// has listed and the gossip Secret is there, or the wait for it
+/// ([`gossip_wait_over`]) is over. On a fresh install the speakers list before the
+/// controller has created the Secret; starting then, they would gossip in plain text
+/// while the speakers started later seal their packets, and the two groups would not
+/// hear each other. Once open it stays open.
+#[derive(Debug, Default)]
+pub struct StartGate {
+    listed: BTreeSet<&'static str>,
+    wait_over: bool,
+    open: bool,
+}
+
+impl StartGate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes note of one change.
+    pub fn see(&mut self, change: &Change) {
+        match change {
+            Change::Listed(kind) => {
+                self.listed.insert(*kind);
+            }
+            Change::Config(kind) if *kind == GOSSIP_WAIT_OVER => self.wait_over = true,
+            _ => {}
+        }
+    }
+
+    /// Whether snapshots may go to the node core now.
+    pub fn is_open(&mut self, stores: &SpeakerStores) -> bool {
+        if !self.open && all_listed(&self.listed) {
+            if stores.has_gossip_secret() {
+                self.open = true;
+            } else if self.wait_over {
+                tracing::warn!(
+                    "no gossip Secret {MEMBERLIST_SECRET} after {GOSSIP_SECRET_WAIT:?}: membership starts without encryption"
+                );
+                self.open = true;
+            }
+        }
+        self.open
+    }
 }
 
 /// Waits for the next change (`None` when the stream ended), then for quiet: further

@@ -6,7 +6,9 @@ mod support;
 
 use ferrolb_election::Announced;
 use ferrolb_k8s::source::Change;
-use ferrolb_k8s::speaker::{StatusWriter, all_listed, status_name, watch};
+use ferrolb_k8s::speaker::{
+    GOSSIP_WAIT_OVER, StartGate, StatusWriter, all_listed, gossip_wait_over, status_name, watch,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
@@ -206,4 +208,133 @@ async fn the_snapshot_holds_load_balancer_services_and_their_endpoint_slices() {
             .as_deref(),
         Some("node-b")
     );
+}
+
+#[tokio::test]
+async fn a_restarted_speaker_takes_over_the_objects_its_previous_pod_owned() {
+    let (client, api) = FakeApi::start();
+    let l2_name = status_name("l2", "node-a", "shop/web");
+    let bgp_name = status_name("bgp", "node-a", "shop/web");
+    let owner = |pod: &str, uid: &str| json!([{"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid}]);
+    let labels = json!({"metallb.io/node": "node-a", "metallb.io/service-name": "web",
+                        "metallb.io/service-namespace": "shop"});
+    // What the previous speaker pod wrote: the same status, but owned by that pod, which
+    // the garbage collector deletes them with.
+    api.set_items(
+        L2,
+        vec![json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+            "metadata": {"name": l2_name, "namespace": NS, "labels": labels,
+                         "ownerReferences": owner("speaker-old", "u-old")},
+            "spec": {},
+            "status": {"node": "node-a", "serviceName": "web", "serviceNamespace": "shop",
+                       "interfaces": [{"name": "eth0"}]}
+        })],
+    );
+    // ... and one this pod wrote already (a restart of its container): left alone.
+    api.set_items(
+        BGP,
+        vec![json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "ServiceBGPStatus",
+            "metadata": {"name": bgp_name, "namespace": NS, "labels": labels,
+                         "ownerReferences": owner("speaker-new", "u-new")},
+            "spec": {},
+            "status": {"node": "node-a", "serviceName": "web", "serviceNamespace": "shop",
+                       "peers": ["tor"]}
+        })],
+    );
+    let new_owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: "speaker-new".into(),
+        uid: "u-new".into(),
+        ..Default::default()
+    };
+    // A status write answers with the whole object, as the API server does.
+    api.route(|r| match r.method.as_str() {
+        "PATCH" if r.path.ends_with("/status") => {
+            let mut whole = r.body.clone();
+            whole["spec"] = json!({});
+            Some(support::Reply::Json(200, whole))
+        }
+        _ => None,
+    });
+    let mut writer = StatusWriter::new(client, NS, "node-a", Some(new_owner));
+    let svc = web();
+    let lookup = |key: &str| (key == "shop/web").then(|| svc.clone());
+    let now = announced(&[("shop/web", &["eth0"])], &[("shop/web", &["tor"])]);
+    writer.sync(&now, lookup).await.unwrap();
+    let log = api.log();
+    assert_eq!(
+        writes(&log),
+        vec![
+            format!("PATCH {L2}/{l2_name}"),
+            format!("PATCH {L2}/{l2_name}/status"),
+        ],
+        "only the object of the previous pod is written again"
+    );
+    let object = log
+        .iter()
+        .find(|r| r.path == format!("{L2}/{l2_name}"))
+        .unwrap();
+    assert_eq!(
+        object.body["metadata"]["ownerReferences"],
+        owner("speaker-new", "u-new")
+    );
+}
+
+/// Feeds the speaker's changes to a [`StartGate`] until every kind has listed; returns
+/// whether the gate is open then, and the stores.
+async fn gate_after_listing(
+    secrets: Vec<serde_json::Value>,
+) -> (bool, StartGate, ferrolb_k8s::speaker::SpeakerStores) {
+    let (client, api) = FakeApi::start();
+    api.set_items("/api/v1/namespaces/metallb-system/secrets", secrets);
+    let (stores, changes) = watch(client, NS);
+    let mut changes = Box::pin(changes);
+    let mut gate = StartGate::new();
+    let mut listed = BTreeSet::new();
+    while !all_listed(&listed) {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), changes.next()).await {
+            Ok(Some(change)) => {
+                if let Change::Listed(kind) = &change {
+                    listed.insert(*kind);
+                }
+                gate.see(&change);
+            }
+            other => panic!("watches ended or hung: {other:?}; listed {listed:?}"),
+        }
+    }
+    let open = gate.is_open(&stores);
+    (open, gate, stores)
+}
+
+#[tokio::test]
+async fn the_first_snapshot_waits_for_the_gossip_secret_or_the_end_of_the_wait() {
+    // Listed before the controller created the Secret: the node core must not start its
+    // membership yet (it would gossip without the key the others use).
+    let (open, mut gate, stores) = gate_after_listing(Vec::new()).await;
+    assert!(!open, "closed without the gossip Secret");
+    gate.see(&Change::Config("Secret"));
+    assert!(!gate.is_open(&stores));
+    gate.see(&Change::Config(GOSSIP_WAIT_OVER));
+    assert!(gate.is_open(&stores), "open once the wait is over");
+    gate.see(&Change::Config("Secret"));
+    assert!(gate.is_open(&stores), "and stays open");
+
+    // With the Secret there, open as soon as everything has listed.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "memberlist", "namespace": NS, "resourceVersion": "3"},
+        "data": {"secretkey": "c2VjcmV0"}});
+    let (open, _, _) = gate_after_listing(vec![secret]).await;
+    assert!(open, "open with the gossip Secret");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_the_gossip_secret_ends_by_itself() {
+    let start = tokio::time::Instant::now();
+    let mut over = Box::pin(gossip_wait_over(std::time::Duration::from_secs(30)));
+    assert_eq!(over.next().await, Some(Change::Config(GOSSIP_WAIT_OVER)));
+    assert!(start.elapsed() >= std::time::Duration::from_secs(30));
+    assert_eq!(over.next().await, None);
 }

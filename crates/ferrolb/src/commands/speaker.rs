@@ -7,11 +7,12 @@
 use crate::agent::{AssignmentSource, Input, NodeOptions, run_node};
 use ferrolb_election::Announced;
 use ferrolb_k8s::source::Change;
-use ferrolb_k8s::speaker::{StatusWriter, all_listed, next_batch, service_of, watch};
+use ferrolb_k8s::speaker::{
+    GOSSIP_SECRET_WAIT, StartGate, StatusWriter, gossip_wait_over, next_batch, service_of, watch,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -75,22 +76,21 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (inputs, rx) = mpsc::channel(4);
     let (announced_tx, mut announced_rx) = watch_channel::channel(Announced::default());
 
-    // The source: once every kind is listed, a snapshot after each quiet batch of changes.
+    // The source: once every kind is listed and the gossip Secret is there (or the wait
+    // for it is over), a snapshot after each quiet batch of changes.
     let source_stores = stores.clone();
     tokio::spawn(async move {
+        let changes = futures_util::stream::select(changes, gossip_wait_over(GOSSIP_SECRET_WAIT));
         let mut changes = Box::pin(changes);
-        let mut listed: BTreeSet<&'static str> = BTreeSet::new();
+        let mut gate = StartGate::new();
         while let Some(batch) = next_batch(&mut changes, Duration::from_millis(100)).await {
             for c in &batch {
-                match c {
-                    Change::Listed(kind) => {
-                        listed.insert(kind);
-                    }
-                    Change::WatchError { kind, error } => warn!("watching {kind}: {error}"),
-                    _ => {}
+                gate.see(c);
+                if let Change::WatchError { kind, error } = c {
+                    warn!("watching {kind}: {error}");
                 }
             }
-            if !all_listed(&listed) {
+            if !gate.is_open(&source_stores) {
                 continue;
             }
             let (snapshot, problems) = source_stores.snapshot();
