@@ -461,6 +461,21 @@ fn interfaces_and_node_selectors_are_honoured() {
         c.logs()
     );
     assert_eq!(c.ndp(VIP6), one(c.mac("node-c")));
+    // `/status` (what `ferrolb status` shows) names the interface.
+    let status = c.http("node-a", "/status");
+    let body = status.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let doc: serde_json::Value = serde_json::from_str(body).expect(&status);
+    let web = doc["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["service"] == "default/web")
+        .expect(&status);
+    assert_eq!(
+        web["announced_by"],
+        serde_json::json!([[VIP4, "node-c", ["eth0"]], [VIP6, "node-c", ["eth0"]]]),
+        "{status}"
+    );
     // An interface the nodes do not have: nobody answers.
     let missing = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lab}\nspec:\n  interfaces: [eth9]\n";
     c.write("l2.yaml", missing);

@@ -110,12 +110,23 @@ pub async fn cluster_status(
             text(&st["serviceName"])
         )
     };
-    let mut l2_nodes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Service -> announcing node -> the interfaces it answers on (none listed: every
+    // eligible one).
+    let mut l2_nodes: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for o in &l2 {
+        let st = &o.data["status"];
+        let interfaces = st["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| text(&i["name"]))
+            .filter(|n| !n.is_empty());
         l2_nodes
             .entry(key_of(o))
             .or_default()
-            .insert(text(&o.data["status"]["node"]));
+            .entry(text(&st["node"]))
+            .or_default()
+            .extend(interfaces);
     }
     let mut bgp_nodes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut bgp_peers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -145,7 +156,11 @@ pub async fn cluster_status(
         // the node(s) announcing the Service.
         let announced_by: Vec<Value> = ips
             .iter()
-            .flat_map(|ip| nodes.iter().map(move |n| json!([ip.to_string(), n])))
+            .flat_map(|ip| {
+                nodes
+                    .iter()
+                    .map(move |(n, interfaces)| json!([ip.to_string(), n, interfaces]))
+            })
             .collect();
         rows.push(json!({
             "service": key,

@@ -33,7 +33,8 @@ async fn the_document_gathers_pools_services_announcers_and_speakers() {
         vec![json!({
             "apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
             "metadata": {"name": "l2-1", "namespace": NS},
-            "status": {"node": "node-b", "serviceName": "web", "serviceNamespace": "shop"}
+            "status": {"node": "node-b", "serviceName": "web", "serviceNamespace": "shop",
+                       "interfaces": [{"name": "eth0"}]}
         })],
     );
     api.set_items(
@@ -112,7 +113,7 @@ async fn the_document_gathers_pools_services_announcers_and_speakers() {
     assert_eq!(services[2]["pool"], "main");
     assert_eq!(
         services[2]["announced_by"],
-        json!([["192.0.2.1", "node-b"]])
+        json!([["192.0.2.1", "node-b", ["eth0"]]])
     );
     assert_eq!(services[0]["bgp_nodes"], json!(["node-a", "node-c"]));
     assert_eq!(services[0]["bgp_peers"], json!(["tor"]));

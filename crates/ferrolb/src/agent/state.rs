@@ -3,7 +3,7 @@
 use crate::agent::bgp::PeerReport;
 use crate::metrics::{Exposition, Kind};
 use ferrolb_allocator::{PoolUsage, ServiceResult};
-use ferrolb_election::{L2Plan, NodeBgpPlan};
+use ferrolb_election::{Interfaces, L2Plan, NodeBgpPlan};
 use ferrolb_l2::L2Stats;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -51,8 +51,9 @@ struct ServiceStatus {
     ips: Vec<String>,
     pool: Option<String>,
     error: Option<String>,
-    /// Owner of each address in layer 2 mode.
-    announced_by: Vec<(String, String)>,
+    /// Owner of each address in layer 2 mode, with the interfaces it answers on (empty:
+    /// every eligible one).
+    announced_by: Vec<(String, String, Vec<String>)>,
     /// The BGP peers this node announces the Service to.
     bgp_peers: Vec<String>,
 }
@@ -122,10 +123,13 @@ impl AgentState {
                     .ips
                     .iter()
                     .filter_map(|ip| {
-                        self.plan
-                            .ips
-                            .get(ip)
-                            .map(|p| (ip.to_string(), p.owner().to_string()))
+                        self.plan.ips.get(ip).map(|p| {
+                            let interfaces = match &p.interfaces {
+                                Interfaces::All => Vec::new(),
+                                Interfaces::Named(names) => names.iter().cloned().collect(),
+                            };
+                            (ip.to_string(), p.owner().to_string(), interfaces)
+                        })
                     })
                     .collect(),
                 bgp_peers: bgp_by_service

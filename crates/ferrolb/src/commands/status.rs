@@ -213,7 +213,22 @@ fn render(s: &Value, pools: &[Vec<String>]) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|pair| format!("{} on {}", text(&pair[0]), text(&pair[1])))
+                .map(|entry| {
+                    // [address, node] or [address, node, [interfaces]] (none: every
+                    // eligible interface).
+                    let interfaces: Vec<String> = entry[2]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect();
+                    let via = if interfaces.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" via {}", interfaces.join(","))
+                    };
+                    format!("{} on {}{via}", text(&entry[0]), text(&entry[1]))
+                })
                 .collect();
             let mut by: Vec<String> = by.into_iter().map(|b| format!("L2 {b}")).collect();
             let peers: Vec<String> = svc["bgp_peers"]
@@ -332,6 +347,7 @@ mod tests {
                 "services":[
                   {"service":"default/web","ips":["198.51.100.200"],"pool":"lab","error":null,"announced_by":[["198.51.100.200","node-b"]]},
                   {"service":"default/typo","ips":[],"pool":null,"error":"pool \"x\" does not exist","announced_by":[]},
+                  {"service":"default/eth","ips":["198.51.100.201"],"pool":"lab","error":null,"announced_by":[["198.51.100.201","node-a",["eth0","eth1"]]]},
                   {"service":"default/bgp","ips":["203.0.113.5"],"pool":"lab","error":null,"announced_by":[],"bgp_peers":["tor"]}],
                 "bgp_sessions":[{"name":"tor","peer":"198.51.100.1:179","state":"Established","up":true,"announced_prefixes":1,"pending_prefixes":0,"bfd":"up"}],
                 "bgp_problems":["BGPPeer/x: spec.vrf: not supported"]}"#;
@@ -349,6 +365,12 @@ mod tests {
         );
         assert!(
             text.contains("default/web   198.51.100.200  lab   L2 198.51.100.200 on node-b"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "default/eth   198.51.100.201  lab   L2 198.51.100.201 on node-a via eth0,eth1"
+            ),
             "{text}"
         );
         assert!(
