@@ -139,3 +139,25 @@ fn missing_directory_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(out.is_empty());
 }
+
+#[test]
+fn status_without_a_cluster_or_an_agent_says_what_it_tried() {
+    // No kubeconfig, no service account, and nothing listening on the agent's default
+    // address (a lab agent listens inside its namespace, not here).
+    if std::net::TcpStream::connect("127.0.0.1:9120").is_ok() {
+        eprintln!("skipping: something listens on 127.0.0.1:9120");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .arg("status")
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run ferrolb");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no kubeconfig found"), "{err}");
+    assert!(err.contains("no agent at 127.0.0.1:9120"), "{err}");
+    assert!(err.contains("ferrolb run --metrics-addr"), "{err}");
+}

@@ -53,6 +53,12 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<ExitCode, Box<dyn std::e
         let agent = args.agent.as_deref().unwrap_or("127.0.0.1:9120");
         match fetch(agent, "/status") {
             Ok(b) => b,
+            Err(e) if args.agent.is_none() => {
+                eprintln!(
+                    "ferrolb status: no kubeconfig found (KUBECONFIG, ~/.kube/config), and {e}"
+                );
+                return Ok(ExitCode::from(1));
+            }
             Err(e) => {
                 eprintln!("ferrolb status: {e}");
                 return Ok(ExitCode::from(1));
