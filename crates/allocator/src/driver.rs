@@ -97,7 +97,8 @@ pub fn allocate(
     for service in snapshot.services.iter().filter(|s| is_ours(s, options)) {
         let key = ServiceKey::of(service);
         let labels = namespace_labels.get(key.namespace.as_str()).copied();
-        let (request, mut warnings) = Request::from_service_keyed(service, key, labels);
+        let (request, warnings) = Request::from_service_keyed(service, key, labels);
+        let mut warnings: Vec<String> = warnings.into_iter().map(String::from).collect();
         let request = request.map_err(Box::new);
         let (status, status_warnings) = status_ips(service);
         warnings.extend(status_warnings);

@@ -67,7 +67,8 @@ pub use driver::allocate;
 pub use engine::{Allocator, Assignment, PoolUsage};
 pub use error::{AllocationError, EVENT_REASON, SharingConflict};
 pub use request::{
-    Backend, Family, FamilyPolicy, Port, Protocol, Request, Sharing, is_ours, status_ips,
+    Backend, Family, FamilyPolicy, Port, Protocol, Request, Sharing, Warning, WarningKind, is_ours,
+    status_ips,
 };
 
 use k8s_openapi::api::core::v1::Service;

@@ -146,6 +146,54 @@ pub struct Sharing {
     pub backend: Backend,
 }
 
+/// What a [`Warning`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WarningKind {
+    /// A deprecated field or annotation that still works (`spec.loadBalancerIP`, the
+    /// `metallb.universe.tf/` annotation keys).
+    Deprecated,
+    /// A value that is ignored or read otherwise than written.
+    Ignored,
+}
+
+/// Something about a Service the user should fix that did not stop reading it.
+/// Displays as its message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Warning {
+    /// What it is about.
+    pub kind: WarningKind,
+    /// What to tell the user.
+    pub message: String,
+}
+
+impl Warning {
+    fn deprecated(message: String) -> Warning {
+        Warning {
+            kind: WarningKind::Deprecated,
+            message,
+        }
+    }
+
+    fn ignored(message: String) -> Warning {
+        Warning {
+            kind: WarningKind::Ignored,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Warning> for String {
+    fn from(w: Warning) -> String {
+        w.message
+    }
+}
+
 /// What one Service asks of the allocator. Build it with [`Request::from_service`], or
 /// directly.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,11 +268,11 @@ impl Request {
     /// Reads what a Service asks for. `namespace_labels` are the labels of its
     /// namespace, `None` when the namespace is unknown. Returns the request, or why it
     /// cannot be served, and warnings (deprecated fields and annotations, ignored values)
-    /// in both cases.
+    /// in both cases, in the order the Service's fields are read.
     pub fn from_service(
         service: &Service,
         namespace_labels: Option<&BTreeMap<String, String>>,
-    ) -> (Result<Request, AllocationError>, Vec<String>) {
+    ) -> (Result<Request, AllocationError>, Vec<Warning>) {
         let (result, warnings) =
             Self::from_service_keyed(service, ServiceKey::of(service), namespace_labels);
         (result.map_err(|(_, e)| e), warnings)
@@ -236,7 +284,7 @@ impl Request {
         service: &Service,
         key: ServiceKey,
         namespace_labels: Option<&BTreeMap<String, String>>,
-    ) -> (Result<Request, (ServiceKey, AllocationError)>, Vec<String>) {
+    ) -> (Result<Request, (ServiceKey, AllocationError)>, Vec<Warning>) {
         let mut warnings = Vec::new();
         let result = match Self::parse(service, namespace_labels, &mut warnings) {
             Ok(mut request) => {
@@ -251,7 +299,7 @@ impl Request {
     fn parse(
         service: &Service,
         namespace_labels: Option<&BTreeMap<String, String>>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<Warning>,
     ) -> Result<Request, AllocationError> {
         let meta = &service.metadata;
         let annotations = meta.annotations.as_ref();
@@ -263,9 +311,9 @@ impl Request {
             Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
             Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
             Some(other) => {
-                warnings.push(format!(
+                warnings.push(Warning::ignored(format!(
                     "unknown spec.ipFamilyPolicy {other:?}; treated as SingleStack"
-                ));
+                )));
                 FamilyPolicy::SingleStack
             }
         };
@@ -297,10 +345,10 @@ impl Request {
         };
         let spec_ip = spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty());
         if spec_ip.is_some() {
-            warnings.push(
+            warnings.push(Warning::deprecated(
                 "spec.loadBalancerIP is deprecated; use the metallb.io/loadBalancerIPs annotation"
                     .to_string(),
-            );
+            ));
         }
         match (annotated, spec_ip) {
             (Some(_), Some(_)) => return Err(AllocationError::BothIpFieldsSet),
@@ -418,12 +466,14 @@ fn families(primary: Family, policy: FamilyPolicy) -> &'static [Family] {
 /// else IPv4.
 fn primary_family(
     spec: &k8s_openapi::api::core::v1::ServiceSpec,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Family {
     for f in spec.ip_families.iter().flatten() {
         match Family::parse(f) {
             Some(family) => return family,
-            None => warnings.push(format!("ignoring unknown spec.ipFamilies entry {f:?}")),
+            None => warnings.push(Warning::ignored(format!(
+                "ignoring unknown spec.ipFamilies entry {f:?}"
+            ))),
         }
     }
     let cluster_ips = spec
@@ -450,8 +500,8 @@ fn parse_ip(text: &str, field: &'static str) -> Result<IpAddr, AllocationError> 
         })
 }
 
-fn deprecated_annotation(old: &str, new: &str) -> String {
-    format!("annotation {old} is deprecated; use {new}")
+fn deprecated_annotation(old: &str, new: &str) -> Warning {
+    Warning::deprecated(format!("annotation {old} is deprecated; use {new}"))
 }
 
 fn backend(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Backend {

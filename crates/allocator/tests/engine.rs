@@ -389,3 +389,44 @@ fn big_pools_cost_what_small_ones_do() {
     v6.service = key("ns/v6b");
     assert_eq!(a.assign(&v6).map(|x| x.ips), Ok(ips(&["fd00::"])));
 }
+
+#[test]
+fn warnings_say_whether_they_are_deprecations() {
+    use ferrolb_allocator::WarningKind::{Deprecated, Ignored};
+    let svc = Svc::new("ns/x")
+        .annotation("metallb.universe.tf/address-pool", "a")
+        .annotation("metallb.universe.tf/allow-shared-ip", "k")
+        .spec("loadBalancerIP", serde_json::json!("10.0.0.7"))
+        .policy("Sometimes");
+    let (request, warnings) = Request::from_service(&svc.build(), None);
+    assert!(request.is_ok(), "{request:?}");
+    let kinds: Vec<_> = warnings.iter().map(|w| (w.kind, w.to_string())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                Ignored,
+                "unknown spec.ipFamilyPolicy \"Sometimes\"; treated as SingleStack".to_string()
+            ),
+            (
+                Deprecated,
+                "spec.loadBalancerIP is deprecated; use the metallb.io/loadBalancerIPs annotation"
+                    .to_string()
+            ),
+            (
+                Deprecated,
+                "annotation metallb.universe.tf/address-pool is deprecated; use metallb.io/address-pool"
+                    .to_string()
+            ),
+            (
+                Deprecated,
+                "annotation metallb.universe.tf/allow-shared-ip is deprecated; use metallb.io/allow-shared-ip"
+                    .to_string()
+            ),
+        ]
+    );
+    // The whole run keeps them as text.
+    let snap = snapshot(&[svc]);
+    let outcome = run(&config(vec![pool("a", &["10.0.0.0/29"])]), &snap);
+    assert_eq!(result(&outcome, "ns/x").warnings.len(), 4);
+}

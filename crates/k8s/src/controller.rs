@@ -11,6 +11,13 @@
 //!   written in two steps (its status, then its annotation), and the store may show the
 //!   version in between, or still the one the writes were decided on. While it shows one
 //!   of the versions those writes went through, the Service is read as they left it.
+//! - A Service's deprecated fields and annotations (`spec.loadBalancerIP`, the
+//!   `metallb.universe.tf/` keys) are Warning Events `deprecatedAnnotation`, published
+//!   once per version of the Service: when it is first seen in a term, or changed by
+//!   someone else. The watch events of our own writes, a relist, a resync or a retry
+//!   showing a version already warned about publish nothing (a repeat after someone
+//!   else's edit is counted in the first Event's series by [`crate::events`]). What is
+//!   remembered for this is one version per Service that has such warnings.
 //! - After each change the pools whose counts changed (all of them after a new term or a
 //!   configuration change) get their metrics and status published.
 //! - A configuration change re-validates; a valid new configuration is put in force and
@@ -23,12 +30,12 @@
 //!   term, and again when someone deletes it.
 
 use crate::core::{ChangedPools, ConfigChange, Core, Labels};
-use crate::decision::{Outcome, decide};
+use crate::decision::{EventSpec, Outcome, decide, deprecation_events};
 use crate::lease::{Elector, LeaseTimings, run_election};
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::sink::{Sink, Written};
 use crate::source::{Change, KINDS, Stores, watch_all};
-use ferrolb_allocator::{Options, ServiceKey};
+use ferrolb_allocator::{Options, ServiceKey, Warning, WarningKind};
 use ferrolb_model::Problem;
 use ferrolb_model::crd::IPAddressPoolStatus;
 use futures::{Stream, StreamExt};
@@ -170,6 +177,26 @@ pub struct Controller {
     /// were decided on, is read as the writes left the Service, so it writes nothing
     /// again.
     written: HashMap<ServiceKey, Written>,
+    /// The version of each Service with deprecation warnings whose warnings were
+    /// published (then moved along by our own writes to it): the same version read again
+    /// publishes nothing.
+    warned: HashMap<ServiceKey, Warned>,
+}
+
+/// A version of a Service whose deprecation warnings were published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Warned {
+    uid: Option<String>,
+    version: Option<String>,
+}
+
+impl Warned {
+    fn of(service: &Service) -> Warned {
+        Warned {
+            uid: service.metadata.uid.clone(),
+            version: service.metadata.resource_version.clone(),
+        }
+    }
 }
 
 impl Controller {
@@ -191,6 +218,7 @@ impl Controller {
             leadership: None,
             memberlist_secret: None,
             written: HashMap::new(),
+            warned: HashMap::new(),
         }
     }
 
@@ -261,6 +289,7 @@ impl Controller {
             self.config_state_written = false;
             self.pool_status_written.clear();
             self.written.clear();
+            self.warned.clear();
         }
     }
 
@@ -332,6 +361,7 @@ impl Controller {
             Change::ServiceDeleted(key) => {
                 self.metrics.update();
                 self.written.remove(&key);
+                self.warned.remove(&key);
                 if self.active {
                     self.core.remove(&key);
                 }
@@ -349,6 +379,7 @@ impl Controller {
         }
         self.core.reset();
         self.written.clear();
+        self.warned.clear();
         self.write_configuration_state().await;
         self.ensure_memberlist_secret().await;
         self.active = true;
@@ -486,9 +517,9 @@ impl Controller {
         let labels = |ns: &str| -> Option<&Labels> {
             namespaces.get(ns).and_then(|n| n.metadata.labels.as_ref())
         };
-        let decided = self.core.full_sync(&refs, labels);
-        for (service, outcome) in decided {
-            self.write(service, &outcome, false).await;
+        let decided = self.core.full_sync_warned(&refs, labels);
+        for (service, outcome, warnings) in decided {
+            self.write(service, &outcome, &warnings, false).await;
         }
     }
 
@@ -521,19 +552,53 @@ impl Controller {
     async fn reconcile_key(&mut self, key: &ServiceKey, quiet: bool) {
         let Some(service) = self.stores.service(key) else {
             self.written.remove(key);
+            self.warned.remove(key);
             self.core.remove(key);
             return;
         };
         let service = self.as_written(key, service);
         let namespace = self.stores.namespace(&key.namespace);
         let labels = namespace.as_ref().and_then(|n| n.metadata.labels.as_ref());
-        let outcome = self.core.reconcile(&service, labels);
-        self.write(&service, &outcome, quiet).await;
+        let (outcome, warnings) = self.core.reconcile_warned(&service, labels);
+        self.write(&service, &outcome, &warnings, quiet).await;
     }
 
-    async fn write(&mut self, service: &Service, outcome: &Outcome, quiet: bool) {
-        let update = decide(service, outcome, quiet);
-        if update.is_empty() || !self.may_write() {
+    /// The `deprecatedAnnotation` Events to publish for a Service as read (the store's
+    /// version, or the view of our writes): none when it has no deprecation warnings
+    /// (then it is forgotten) or its version was warned about already; else its
+    /// warnings', and its version is remembered.
+    fn deprecations(&mut self, service: &Service, warnings: &[Warning]) -> Vec<EventSpec> {
+        let key = ServiceKey::of(service);
+        if !warnings.iter().any(|w| w.kind == WarningKind::Deprecated) {
+            self.warned.remove(&key);
+            return Vec::new();
+        }
+        let seen = Warned::of(service);
+        if self.warned.get(&key) == Some(&seen) {
+            return Vec::new();
+        }
+        self.warned.insert(key, seen);
+        deprecation_events(warnings)
+    }
+
+    async fn write(
+        &mut self,
+        service: &Service,
+        outcome: &Outcome,
+        warnings: &[Warning],
+        quiet: bool,
+    ) {
+        let mut update = decide(service, outcome, quiet);
+        if !self.may_write() {
+            return;
+        }
+        let deprecations = self.deprecations(service, warnings);
+        let warning = !deprecations.is_empty();
+        if warning {
+            // Read before anything was allocated: published first.
+            update.events.splice(0..0, deprecations);
+        }
+        if update.is_empty() {
             return;
         }
         match self.sink.write_service(service, &update).await {
@@ -557,10 +622,25 @@ impl Controller {
                         }
                     }
                 }
+                // The versions our writes made show what was warned about: their
+                // watch events publish nothing again.
+                if let Some(w) = self.warned.get_mut(&key)
+                    && w.uid == written.uid
+                    && w.version
+                        .as_ref()
+                        .is_some_and(|v| written.versions.contains(v))
+                {
+                    w.version = written.versions.last().cloned();
+                }
                 self.written.insert(key, written);
             }
             Ok(_) => {}
             Err(e) => {
+                if warning {
+                    // Not published (the events come after the writes that failed):
+                    // the next reconcile of this version publishes them.
+                    self.warned.remove(&ServiceKey::of(service));
+                }
                 self.metrics.update_error();
                 tracing::warn!("{e}");
             }

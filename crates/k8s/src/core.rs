@@ -4,7 +4,8 @@
 
 use crate::decision::Outcome;
 use ferrolb_allocator::{
-    AllocationError, Allocator, Options, PoolUsage, Request, ServiceKey, is_ours, status_ips,
+    AllocationError, Allocator, Options, PoolUsage, Request, ServiceKey, Warning, is_ours,
+    status_ips,
 };
 use ferrolb_model::{Config, Problem, Snapshot};
 use k8s_openapi::api::core::v1::Service;
@@ -158,21 +159,43 @@ impl Core {
     /// Decides one Service (new, changed, or retried): it keeps what it holds while that
     /// is valid, else claims its status addresses, else gets new ones, else fails.
     pub fn reconcile(&mut self, service: &Service, namespace_labels: Option<&Labels>) -> Outcome {
+        self.reconcile_warned(service, namespace_labels).0
+    }
+
+    /// As [`Core::reconcile`], also returning the warnings of reading what the Service
+    /// asks for (deprecated fields and annotations, ignored values), in both success and
+    /// failure; none when the Service is not ours or no configuration is in force (it is
+    /// not read then).
+    pub fn reconcile_warned(
+        &mut self,
+        service: &Service,
+        namespace_labels: Option<&Labels>,
+    ) -> (Outcome, Vec<Warning>) {
         let key = ServiceKey::of(service);
         if !is_ours(service, &self.options) {
             self.remove(&key);
             let not_load_balancer =
                 service.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer");
-            return Outcome::NotOurs { not_load_balancer };
+            return (Outcome::NotOurs { not_load_balancer }, Vec::new());
         }
         if self.config.is_none() {
-            return Outcome::NoConfig;
+            return (Outcome::NoConfig, Vec::new());
         }
-        let (status, _) = status_ips(service);
         let (request, warnings) = Request::from_service(service, namespace_labels);
         for w in &warnings {
             tracing::debug!(service = %key, "{w}");
         }
+        (self.decide_request(key, service, request), warnings)
+    }
+
+    /// The part of [`Core::reconcile_warned`] after the Service's request is read.
+    fn decide_request(
+        &mut self,
+        key: ServiceKey,
+        service: &Service,
+        request: Result<Request, AllocationError>,
+    ) -> Outcome {
+        let (status, _) = status_ips(service);
         let request = match request {
             Ok(r) => r,
             Err(error) => {
@@ -360,6 +383,19 @@ impl Core {
         services: &[&'a Service],
         namespace_labels: impl Fn(&str) -> Option<&'b Labels>,
     ) -> Vec<(&'a Service, Outcome)> {
+        self.full_sync_warned(services, namespace_labels)
+            .into_iter()
+            .map(|(service, outcome, _)| (service, outcome))
+            .collect()
+    }
+
+    /// As [`Core::full_sync`], with each Service's warnings (as
+    /// [`Core::reconcile_warned`] gives them).
+    pub fn full_sync_warned<'a, 'b>(
+        &mut self,
+        services: &[&'a Service],
+        namespace_labels: impl Fn(&str) -> Option<&'b Labels>,
+    ) -> Vec<(&'a Service, Outcome, Vec<Warning>)> {
         let order = sync_order(services);
         for &i in &order {
             let svc = services[i];
@@ -371,7 +407,8 @@ impl Core {
             .map(|i| {
                 let svc = services[i];
                 let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-                (svc, self.reconcile(svc, namespace_labels(ns)))
+                let (outcome, warnings) = self.reconcile_warned(svc, namespace_labels(ns));
+                (svc, outcome, warnings)
             })
             .collect()
     }

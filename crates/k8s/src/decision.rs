@@ -1,7 +1,9 @@
 //! What to write for a Service, given what the allocator decided: pure functions, no
 //! I/O. The sink ([`crate::sink`]) carries the result out.
 
-use ferrolb_allocator::{AllocationError, Assignment, ServiceKey, status_ips};
+use ferrolb_allocator::{
+    AllocationError, Assignment, ServiceKey, Warning, WarningKind, status_ips,
+};
 use ferrolb_model::annotations::IP_ALLOCATED_FROM_POOL;
 use k8s_openapi::api::core::v1::Service;
 use std::collections::BTreeMap;
@@ -18,6 +20,9 @@ pub const REASON_FAILED: &str = ferrolb_allocator::EVENT_REASON;
 /// Event reason: the addresses in a Service's status are no longer allowed and are
 /// dropped.
 pub const REASON_CLEAR: &str = "ClearAssignment";
+/// Event reason: a Service uses a deprecated field or annotation (`spec.loadBalancerIP`,
+/// a `metallb.universe.tf/` key), which still works.
+pub const REASON_DEPRECATED: &str = "deprecatedAnnotation";
 
 /// What the controller core decided for one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +58,8 @@ pub enum Outcome {
 pub struct EventSpec {
     /// `Warning` rather than `Normal`.
     pub warning: bool,
-    /// The reason (MetalLB's: `IPAllocated`, `AllocationFailed`, `ClearAssignment`).
+    /// The reason (MetalLB's: `IPAllocated`, `AllocationFailed`, `ClearAssignment`,
+    /// `deprecatedAnnotation`).
     pub reason: &'static str,
     /// The message.
     pub message: String,
@@ -236,6 +242,22 @@ pub fn decide(service: &Service, outcome: &Outcome, quiet: bool) -> ServiceUpdat
         }
     }
     update
+}
+
+/// The Warning Events `deprecatedAnnotation` for a Service's warnings: one per warning
+/// of kind [`WarningKind::Deprecated`], in order. The other warnings (ignored values)
+/// have no MetalLB Event and get none. When to publish them is the caller's choice: the
+/// controller does once per version of the Service it did not write itself.
+pub fn deprecation_events(warnings: &[Warning]) -> Vec<EventSpec> {
+    warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::Deprecated)
+        .map(|w| EventSpec {
+            warning: true,
+            reason: REASON_DEPRECATED,
+            message: w.message.clone(),
+        })
+        .collect()
 }
 
 /// The JSON merge patch of the status subresource that sets the ingress addresses.
@@ -424,6 +446,29 @@ mod tests {
         );
         assert_eq!(u.ingress, Some(vec![]));
         assert_eq!(u.annotations.get(IP_ALLOCATED_FROM_POOL), Some(&None));
+    }
+
+    #[test]
+    fn only_deprecations_are_events() {
+        let warnings = [
+            Warning {
+                kind: WarningKind::Ignored,
+                message: "ignoring unknown spec.ipFamilies entry \"IPv5\"".into(),
+            },
+            Warning {
+                kind: WarningKind::Deprecated,
+                message: "spec.loadBalancerIP is deprecated".into(),
+            },
+        ];
+        assert_eq!(
+            deprecation_events(&warnings),
+            vec![EventSpec {
+                warning: true,
+                reason: "deprecatedAnnotation",
+                message: "spec.loadBalancerIP is deprecated".into(),
+            }]
+        );
+        assert!(deprecation_events(&warnings[..1]).is_empty());
     }
 
     #[test]

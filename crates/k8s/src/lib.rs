@@ -24,7 +24,9 @@
 //!   deletion costs work proportional to the waiting Services, not to all of them).
 //! - [`decision`]: what to write for a Service given the core's [`decision::Outcome`]:
 //!   ingress, the `metallb.io/ip-allocated-from-pool` annotation and MetalLB's events
-//!   (`IPAllocated`, `AllocationFailed`, `ClearAssignment`, with its messages). Pure.
+//!   (`IPAllocated`, `AllocationFailed`, `ClearAssignment`, with its messages; the
+//!   Warning `deprecatedAnnotation` for each deprecated field or annotation, which the
+//!   controller publishes once per version of the Service not written by itself). Pure.
 //! - [`sink`]: the writes: Service status through the status subresource (a merge patch
 //!   carrying the resource version read; 409 Conflict → read again, retry), the
 //!   annotation (a merge patch of the Service), Events (`events.k8s.io/v1`, through

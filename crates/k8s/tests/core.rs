@@ -282,3 +282,36 @@ fn only_the_pools_a_change_touched_are_published_again() {
     core.reset();
     assert_eq!(core.take_changed_pools(), ChangedPools::All);
 }
+
+#[test]
+fn a_deprecated_annotation_is_a_warning_event_with_the_outcome() {
+    let mut core = core_with(vec![
+        pool("a", &["192.0.2.0/30"]),
+        pool("b", &["198.51.100.0/30"]),
+    ]);
+    let mut legacy = service("x", "2024-01-01T00:00:00Z", &[]);
+    legacy
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("metallb.universe.tf/address-pool".into(), "b".into());
+    let (outcome, warnings) = core.reconcile_warned(&legacy, None);
+    assert_eq!(ips(&outcome), vec!["198.51.100.0"]);
+    let events = ferrolb_k8s::decision::deprecation_events(&warnings);
+    let shown: Vec<_> = events
+        .iter()
+        .map(|e| (e.warning, e.reason, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![(
+            true,
+            "deprecatedAnnotation",
+            "annotation metallb.universe.tf/address-pool is deprecated; use metallb.io/address-pool"
+        )]
+    );
+    // The current key: no warning.
+    let plain = service("y", "2024-01-01T00:00:00Z", &[]);
+    let (_, warnings) = core.reconcile_warned(&plain, None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

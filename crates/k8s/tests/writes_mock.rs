@@ -1,7 +1,8 @@
 //! The controller's own writes against a mocked API server (tower-test): the watch
-//! events they cause write nothing again, Events are counted in a series and their
-//! cache is bounded, a status-only change of a `metallb.io` object is no configuration
-//! change, and stored objects lose what is never read.
+//! events they cause write nothing again (nor publish a deprecation Warning again),
+//! Events are counted in a series and their cache is bounded, a status-only change of
+//! a `metallb.io` object is no configuration change, and stored objects lose what is
+//! never read.
 
 mod support;
 
@@ -140,6 +141,123 @@ async fn one_allocation_is_one_status_write_one_annotation_write_and_one_event()
         1,
         "the status is still right"
     );
+    let _ = stop.send(true);
+    let _ = task.await;
+}
+
+/// `web` asking for pool `main` with the deprecated annotation key, at version `rv`,
+/// showing `ingress`, and our pool annotation when `annotated`.
+fn legacy_web_at(rv: &str, ingress: &[&str], annotated: bool) -> Value {
+    let mut web = service("shop", "web", rv, "2024-01-01T00:00:00Z", ingress);
+    web["metadata"]["annotations"] = json!({"metallb.universe.tf/address-pool": "main"});
+    if annotated {
+        web["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] = json!("main");
+    }
+    web
+}
+
+fn deprecation_posts<'a>(log: &'a [Recorded], name: &str) -> Vec<&'a Recorded> {
+    event_posts(log)
+        .into_iter()
+        .filter(|r| {
+            r.body["regarding"]["name"] == name && r.body["reason"] == "deprecatedAnnotation"
+        })
+        .collect()
+}
+
+fn event_patches(log: &[Recorded]) -> Vec<&Recorded> {
+    log.iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/events/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deprecated_annotation_is_one_warning_event_and_its_echoes_publish_nothing() {
+    let (client, fake) = FakeApi::start();
+    fake.set_items(POOLS, vec![pool("main", "3", &["192.0.2.0/30"])]);
+    fake.set_items(SERVICES, vec![legacy_web_at("5", &[], false)]);
+    fake.route(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("PATCH", WEB_STATUS) => Some(Reply::Json(200, legacy_web_at("6", &["192.0.2.0"], false))),
+        ("PATCH", WEB) => Some(Reply::Json(200, legacy_web_at("7", &["192.0.2.0"], true))),
+        _ => None,
+    });
+    let (stop, task) = start(client);
+    fake.wait_for("the writes for web and the watches", |log| {
+        !patches(log, WEB).is_empty()
+            && !deprecation_posts(log, "web").is_empty()
+            && log.iter().any(|r| r.path == SERVICES && r.is_watch())
+            && log
+                .iter()
+                .any(|r| r.path == "/api/v1/namespaces" && r.is_watch())
+    })
+    .await;
+    // Reconciled again while the store still shows version 5, then the echoes of our
+    // two writes, then a new Service whose writes show all that was handled.
+    fake.push(
+        "/api/v1/namespaces",
+        json!({"type": "ADDED", "object": {"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "shop", "resourceVersion": "30"}}}),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for object in [
+        legacy_web_at("6", &["192.0.2.0"], false),
+        legacy_web_at("7", &["192.0.2.0"], true),
+        service("shop", "other", "8", "2024-01-02T00:00:00Z", &[]),
+    ] {
+        let kind = if object["metadata"]["name"] == "web" {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        fake.push(SERVICES, json!({"type": kind, "object": object}));
+    }
+    let log = fake
+        .wait_for("the writes for other", |log| {
+            !patches(log, OTHER_STATUS).is_empty()
+        })
+        .await;
+    // The address, from the pool asked for.
+    let status = patches(&log, WEB_STATUS);
+    assert_eq!(status.len(), 1, "one status write");
+    assert_eq!(
+        status[0].body["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "192.0.2.0"}])
+    );
+    assert_eq!(patches(&log, WEB).len(), 1, "one annotation write");
+    // One Warning, and nothing more for the echoes.
+    let warned = deprecation_posts(&log, "web");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    let event = &warned[0].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(
+        event["note"],
+        "annotation metallb.universe.tf/address-pool is deprecated; use metallb.io/address-pool"
+    );
+    assert_eq!(event["regarding"]["kind"], "Service");
+    assert_eq!(event["regarding"]["uid"], "uid-shop-web");
+    assert!(event_patches(&log).is_empty(), "no repeat in a series");
+    assert!(deprecation_posts(&log, "other").is_empty());
+
+    // Someone else edits web (a label): a version not ours, still deprecated: the
+    // Warning again, counted in the first one's series.
+    let mut labelled = legacy_web_at("9", &["192.0.2.0"], true);
+    labelled["metadata"]["labels"] = json!({"tier": "gold"});
+    fake.push(SERVICES, json!({"type": "MODIFIED", "object": labelled}));
+    let log = fake
+        .wait_for("the warning repeated", |log| !event_patches(log).is_empty())
+        .await;
+    let series = event_patches(&log);
+    assert_eq!(series.len(), 1);
+    let name = warned[0].body["metadata"]["name"].as_str().unwrap();
+    assert!(
+        series[0].path.ends_with(&format!("/events/{name}")),
+        "{}",
+        series[0].path
+    );
+    assert_eq!(series[0].body["series"]["count"], 2);
+    assert_eq!(deprecation_posts(&log, "web").len(), 1);
+    assert_eq!(patches(&log, WEB_STATUS).len(), 1, "nothing else written");
+    assert_eq!(patches(&log, WEB).len(), 1, "nothing else written");
     let _ = stop.send(true);
     let _ = task.await;
 }
