@@ -458,10 +458,11 @@ pub fn gossip_wait_over(wait: std::time::Duration) -> impl Stream<Item = Change>
 }
 
 impl SpeakerStores {
-    /// Whether the gossip Secret ([`MEMBERLIST_SECRET`]) holds its key.
-    pub fn has_gossip_secret(&self) -> bool {
+    /// Whether the gossip Secret `name` (by default [`MEMBERLIST_SECRET`]) holds its
+    /// key.
+    pub fn has_gossip_secret(&self, name: &str) -> bool {
         self.config.secrets.state().iter().any(|s| {
-            s.metadata.name.as_deref() == Some(MEMBERLIST_SECRET)
+            s.metadata.name.as_deref() == Some(name)
                 && s.data
                     .as_ref()
                     .is_some_and(|d| d.contains_key(crate::sink::MEMBERLIST_KEY))
@@ -476,17 +477,34 @@ impl SpeakerStores {
 /// controller has created the Secret; starting then, they would gossip in plain text
 /// while the speakers started later seal their packets, and the two groups would not
 /// hear each other. Once open it stays open.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StartGate {
     listed: BTreeSet<&'static str>,
     wait_over: bool,
     open: bool,
+    secret: String,
+}
+
+impl Default for StartGate {
+    fn default() -> Self {
+        StartGate::for_secret(MEMBERLIST_SECRET)
+    }
 }
 
 impl StartGate {
-    /// A closed gate.
+    /// A closed gate waiting for the Secret [`MEMBERLIST_SECRET`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A closed gate waiting for the gossip Secret named `secret`.
+    pub fn for_secret(secret: &str) -> Self {
+        StartGate {
+            listed: BTreeSet::new(),
+            wait_over: false,
+            open: false,
+            secret: secret.to_string(),
+        }
     }
 
     /// Takes note of one change.
@@ -503,11 +521,12 @@ impl StartGate {
     /// Whether snapshots may go to the node core now.
     pub fn is_open(&mut self, stores: &SpeakerStores) -> bool {
         if !self.open && all_listed(&self.listed) {
-            if stores.has_gossip_secret() {
+            if stores.has_gossip_secret(&self.secret) {
                 self.open = true;
             } else if self.wait_over {
                 tracing::warn!(
-                    "no gossip Secret {MEMBERLIST_SECRET} after {GOSSIP_SECRET_WAIT:?}: membership starts without encryption"
+                    "no gossip Secret {} after {GOSSIP_SECRET_WAIT:?}: membership starts without encryption",
+                    self.secret
                 );
                 self.open = true;
             }

@@ -288,11 +288,18 @@ async fn a_restarted_speaker_takes_over_the_objects_its_previous_pod_owned() {
 async fn gate_after_listing(
     secrets: Vec<serde_json::Value>,
 ) -> (bool, StartGate, ferrolb_k8s::speaker::SpeakerStores) {
+    gate_after_listing_for(secrets, StartGate::new()).await
+}
+
+/// [`gate_after_listing`] with a gate of one's own.
+async fn gate_after_listing_for(
+    secrets: Vec<serde_json::Value>,
+    mut gate: StartGate,
+) -> (bool, StartGate, ferrolb_k8s::speaker::SpeakerStores) {
     let (client, api) = FakeApi::start();
     api.set_items("/api/v1/namespaces/metallb-system/secrets", secrets);
     let (stores, changes) = watch(client, NS);
     let mut changes = Box::pin(changes);
-    let mut gate = StartGate::new();
     let mut listed = BTreeSet::new();
     while !all_listed(&listed) {
         match tokio::time::timeout(std::time::Duration::from_secs(20), changes.next()).await {
@@ -326,8 +333,21 @@ async fn the_first_snapshot_waits_for_the_gossip_secret_or_the_end_of_the_wait()
     let secret = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "memberlist", "namespace": NS, "resourceVersion": "3"},
         "data": {"secretkey": "c2VjcmV0"}});
-    let (open, _, _) = gate_after_listing(vec![secret]).await;
+    let (open, _, _) = gate_after_listing(vec![secret.clone()]).await;
     assert!(open, "open with the gossip Secret");
+
+    // A speaker told another name (the controller's --ml-secret-name) waits for that one.
+    let (open, _, _) = gate_after_listing_for(
+        vec![secret.clone()],
+        StartGate::for_secret("ferrolb-gossip"),
+    )
+    .await;
+    assert!(!open, "the Secret memberlist is not the one it waits for");
+    let mut named = secret;
+    named["metadata"]["name"] = json!("ferrolb-gossip");
+    let (open, _, _) =
+        gate_after_listing_for(vec![named], StartGate::for_secret("ferrolb-gossip")).await;
+    assert!(open, "open with the Secret of its name");
 }
 
 #[tokio::test(start_paused = true)]

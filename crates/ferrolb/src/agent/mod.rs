@@ -101,6 +101,8 @@ pub struct NodeOptions {
     pub bgp_graceful_shutdown: Option<Duration>,
     /// Accept peers' BGP connections on this address too.
     pub bgp_listen: Option<SocketAddr>,
+    /// The Secret holding the gossip key (key `secretkey`).
+    pub gossip_secret: String,
     /// Where the Services' addresses come from.
     pub assignments: AssignmentSource,
 }
@@ -162,6 +164,7 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             lb_class: args.lb_class,
             bgp_graceful_shutdown: args.bgp_graceful_shutdown,
             bgp_listen: args.bgp_listen,
+            gossip_secret: GOSSIP_SECRET.to_string(),
             assignments: AssignmentSource::Allocate,
         };
         run_node(options, rx, None).await
@@ -322,6 +325,9 @@ pub async fn run_node(
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// The Secret the gossip key is read from, as MetalLB names it (key `secretkey`).
+pub const GOSSIP_SECRET: &str = "memberlist";
 
 /// How long a stopping node keeps accepting the traffic of the addresses it withdrew
 /// over BGP (with local routes), while the routers move it away.
@@ -667,6 +673,7 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.5}]}}
             lb_class: None,
             bgp_graceful_shutdown: None,
             bgp_listen: None,
+            gossip_secret: GOSSIP_SECRET.to_string(),
             assignments: AssignmentSource::Allocate,
         }
     }

@@ -124,7 +124,9 @@ impl Members {
         let mut config = Config::new(args.node.clone(), own);
         config.seeds = seeds.clone();
         config.timing = timing;
-        config.secrets = gossip_secret(snapshot).into_iter().collect();
+        config.secrets = gossip_secret(snapshot, &args.gossip_secret)
+            .into_iter()
+            .collect();
         match Membership::start(config).await {
             Ok(m) => {
                 info!(%own, seeds = seeds.len(), "membership started");
@@ -212,12 +214,13 @@ fn node_addresses(snapshot: &Snapshot, port: u16) -> BTreeMap<String, SocketAddr
     out
 }
 
-/// The gossip secret, as MetalLB keeps it: Secret `memberlist`, key `secretkey`.
-fn gossip_secret(snapshot: &Snapshot) -> Option<Vec<u8>> {
+/// The gossip secret, as MetalLB keeps it: Secret `name` (`memberlist` by default), key
+/// `secretkey`.
+fn gossip_secret(snapshot: &Snapshot, name: &str) -> Option<Vec<u8>> {
     snapshot
         .secrets
         .iter()
-        .filter(|s| s.metadata.name.as_deref() == Some("memberlist"))
+        .filter(|s| s.metadata.name.as_deref() == Some(name))
         .find_map(|s| s.data.as_ref()?.get("secretkey").map(|b| b.0.clone()))
 }
 

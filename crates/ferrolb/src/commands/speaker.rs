@@ -52,6 +52,10 @@ pub struct Args {
     /// connection as RFC 4271 says. Default: dial only.
     #[arg(long)]
     pub bgp_listen: Option<SocketAddr>,
+    /// The Secret (in the namespace) holding the gossip key, `secretkey`: the one the
+    /// controller's `--ml-secret-name` creates.
+    #[arg(long, env = "METALLB_ML_SECRET_NAME", default_value = crate::agent::GOSSIP_SECRET)]
+    pub ml_secret_name: String,
     /// The speaker pod's name (owner of the status objects).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
@@ -79,10 +83,11 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The source: once every kind is listed and the gossip Secret is there (or the wait
     // for it is over), a snapshot after each quiet batch of changes.
     let source_stores = stores.clone();
+    let secret = args.ml_secret_name.clone();
     tokio::spawn(async move {
         let changes = futures_util::stream::select(changes, gossip_wait_over(GOSSIP_SECRET_WAIT));
         let mut changes = Box::pin(changes);
-        let mut gate = StartGate::new();
+        let mut gate = StartGate::for_secret(&secret);
         while let Some(batch) = next_batch(&mut changes, Duration::from_millis(100)).await {
             for c in &batch {
                 gate.see(c);
@@ -134,6 +139,7 @@ async fn run_async(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         lb_class: args.lb_class,
         bgp_graceful_shutdown: args.bgp_graceful_shutdown,
         bgp_listen: args.bgp_listen,
+        gossip_secret: args.ml_secret_name,
         assignments: AssignmentSource::ServiceStatus,
     };
     run_node(options, rx, Some(announced_tx)).await
