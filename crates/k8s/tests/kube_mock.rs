@@ -445,11 +445,7 @@ async fn a_standby_takes_over_a_dead_leaders_lease_and_only_then_writes() {
             _ => None,
         }
     });
-    let election = Election {
-        lease_name: "ferrolb-controller".into(),
-        identity: "replica-b".into(),
-        timings: LeaseTimings::default(),
-    };
+    let election = election_of_replica_b();
     let running = start(client, Some(election));
     let log = fake
         .wait_for("the status write after the takeover", |log| {
@@ -688,11 +684,7 @@ async fn a_leader_whose_lease_is_taken_stops_writing() {
             _ => None,
         }
     });
-    let election = Election {
-        lease_name: "ferrolb-controller".into(),
-        identity: "replica-b".into(),
-        timings: LeaseTimings::default(),
-    };
+    let election = election_of_replica_b();
     let running = start(client, Some(election));
     fake.wait_for("the first write as leader and the Services watch", |log| {
         !patches_of(log, WEB_STATUS).is_empty()
@@ -810,11 +802,7 @@ async fn a_dead_leader_is_replaced_within_15_seconds_and_not_before_its_lease_en
             _ => None,
         }
     });
-    let election = Election {
-        lease_name: "ferrolb-controller".into(),
-        identity: "replica-b".into(),
-        timings: LeaseTimings::default(),
-    };
+    let election = election_of_replica_b();
     let running = start(client, Some(election));
     fake.wait_for("the status write after the takeover", |log| {
         !patches_of(log, WEB_STATUS).is_empty()
@@ -834,4 +822,14 @@ async fn a_dead_leader_is_replaced_within_15_seconds_and_not_before_its_lease_en
     );
     assert!(running.metrics.snapshot().leader);
     running.stop().await;
+}
+
+/// The election settings of the replica under test, `replica-b`, with the default
+/// timings.
+fn election_of_replica_b() -> Election {
+    Election {
+        lease_name: "ferrolb-controller".into(),
+        identity: "replica-b".into(),
+        timings: LeaseTimings::default(),
+    }
 }

@@ -520,10 +520,16 @@ fn recompute(
         BTreeMap::new()
     };
     let bgp_addresses: BTreeSet<IpAddr> = if args.local_routes {
+        // The facts carry each Service's `namespace/name` already made.
         f.allocations
             .iter()
-            .filter(|r| bgp_services.contains_key(r.service.to_string().as_str()))
-            .flat_map(|r| r.ips.iter().copied())
+            .zip(&f.facts)
+            .filter(|(_, facts)| {
+                facts
+                    .as_ref()
+                    .is_some_and(|facts| bgp_services.contains_key(&*facts.key))
+            })
+            .flat_map(|(r, _)| r.ips.iter().copied())
             .collect()
     } else {
         BTreeSet::new()
